@@ -1,0 +1,29 @@
+// Command coco is the single Coco binary: node, sandbox, keygen, ledger
+// audit, receipt verification and benchmarks.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := &cobra.Command{
+		Use:           "coco",
+		Short:         "Coco: a confidential consortium ledger",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newKeygenCmd(), newNodeCmd(), newSandboxCmd(), newLedgerCmd(), newReceiptCmd(), newBenchCmd())
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "coco:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,24 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/cocoledger/coco/internal/sandbox"
+)
+
+func newSandboxCmd() *cobra.Command {
+	var opts sandbox.Options
+	cmd := &cobra.Command{
+		Use:   "sandbox [--workspace DIR] [--nodes N]",
+		Short: "Start a local Coco service with fresh identities (again: restart it from its ledgers)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Out = cmd.OutOrStdout()
+			return sandbox.Run(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Workspace, "workspace", "workspace", "workspace directory")
+	cmd.Flags().IntVar(&opts.Nodes, "nodes", 1, "number of nodes")
+	cmd.Flags().IntVar(&opts.BasePort, "port", 8000, "port of the first node (0: any free port)")
+	return cmd
+}

@@ -1,0 +1,198 @@
+package app
+
+import (
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/cocoledger/coco/internal/kv"
+)
+
+// Governance tables that authentication reads. They are public: who may
+// use the service is part of the auditable record.
+const (
+	UsersTable       kv.MapName = "public:coco.gov.users"
+	MembersTable     kv.MapName = "public:coco.gov.members"
+	NodesTable       kv.MapName = "public:coco.gov.nodes"
+	ServiceInfoTable kv.MapName = "public:coco.gov.service_info"
+)
+
+// Stable error codes. Clients may switch on them; messages are for people.
+const (
+	CodeInvalidInput       = "InvalidInput"
+	CodeInvalidTxID        = "InvalidTransactionId"
+	CodePayloadTooLarge    = "PayloadTooLarge"
+	CodeUnsupportedMedia   = "UnsupportedMediaType"
+	CodeNotFound           = "ResourceNotFound"
+	CodeMethodNotAllowed   = "MethodNotAllowed"
+	CodeMissingCert        = "MissingClientCertificate"
+	CodeUnknownCaller      = "UnknownCaller"
+	CodeForbidden          = "Forbidden"
+	CodeConflict           = "TransactionConflict"
+	CodeTxInvalid          = "TransactionInvalid"
+	CodeTxUnknown          = "TransactionUnknown"
+	CodeCommitTimeout      = "CommitTimeout"
+	CodeNodeFailed         = "NodeFailed"
+	CodeServiceUnavailable = "ServiceUnavailable"
+	CodeInternal           = "InternalError"
+)
+
+// Error is the error model of every endpoint: an HTTP status, a stable code
+// and a message that says precisely what is wrong. It is served as
+// {"error": {"code": …, "message": …}}.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("app: %d %s: %s", e.Status, e.Code, e.Message) }
+
+// Errorf builds an *Error.
+func Errorf(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// AuthPolicy says who may call an endpoint.
+type AuthPolicy uint8
+
+// Authentication policies.
+const (
+	// NoAuth: anyone who completes the TLS handshake.
+	NoAuth AuthPolicy = iota
+	// UserCert: a client certificate listed in UsersTable.
+	UserCert
+	// MemberCert: a client certificate listed in MembersTable.
+	MemberCert
+)
+
+// Role is the kind of caller an authenticated request came from.
+type Role uint8
+
+// Caller roles.
+const (
+	RoleAnonymous Role = iota
+	RoleUser
+	RoleMember
+)
+
+// Caller is the authenticated identity of a request.
+type Caller struct {
+	Role Role
+	// ID is the UserID or MemberID (hex SHA-256 of the DER certificate).
+	ID   string
+	Cert *x509.Certificate
+}
+
+// Mode says whether an endpoint may write.
+type Mode uint8
+
+// Endpoint modes.
+const (
+	ReadOnly Mode = iota
+	ReadWrite
+)
+
+// Request is what a handler sees of the HTTP request. Body is already
+// bounded by the node's size limit.
+type Request struct {
+	Method string
+	Path   string
+	Query  url.Values
+	Header http.Header
+	Body   []byte
+	Caller Caller
+}
+
+// Context is one execution of a handler against one transaction.
+type Context struct {
+	Tx  *kv.Tx
+	Req *Request
+
+	claims    [32]byte
+	hasClaims bool
+	status    int
+	body      any
+}
+
+// NewContext prepares a handler execution.
+func NewContext(tx *kv.Tx, req *Request) *Context { return &Context{Tx: tx, Req: req} }
+
+// SetClaimsDigest binds an application claim to the transaction: it becomes
+// the third component of the transaction's Merkle leaf and of its receipt.
+func (c *Context) SetClaimsDigest(d [32]byte) { c.claims, c.hasClaims = d, true }
+
+// ClaimsDigest returns the claims digest (all zeros when none was set).
+func (c *Context) ClaimsDigest() [32]byte { return c.claims }
+
+// JSON sets the response: status and a value encoded as JSON (nil: no body).
+func (c *Context) JSON(status int, v any) { c.status, c.body = status, v }
+
+// Response returns what the handler set (200 and no body by default).
+func (c *Context) Response() (int, any) {
+	if c.status == 0 {
+		return http.StatusOK, c.body
+	}
+	return c.status, c.body
+}
+
+// Handler executes an endpoint. Returning an *Error answers with it; any
+// other error is an internal error.
+type Handler func(c *Context) error
+
+// Endpoint is one registered route.
+type Endpoint struct {
+	Method  string
+	Path    string
+	Auth    AuthPolicy
+	Mode    Mode
+	Summary string
+	Handler Handler
+}
+
+// Registry maps method and path to endpoints.
+type Registry struct {
+	byPath map[string]map[string]*Endpoint
+	order  []*Endpoint
+}
+
+// NewRegistry returns a registry holding eps. Duplicate routes are a
+// programmer error and panic.
+func NewRegistry(eps ...Endpoint) *Registry {
+	r := &Registry{byPath: map[string]map[string]*Endpoint{}}
+	for i := range eps {
+		ep := eps[i]
+		m := r.byPath[ep.Path]
+		if m == nil {
+			m = map[string]*Endpoint{}
+			r.byPath[ep.Path] = m
+		}
+		if _, dup := m[ep.Method]; dup {
+			panic(fmt.Sprintf("app: duplicate endpoint %s %s", ep.Method, ep.Path))
+		}
+		m[ep.Method] = &ep
+		r.order = append(r.order, &ep)
+	}
+	return r
+}
+
+// Lookup finds the endpoint for method and path. When the path exists with
+// other methods it returns nil and those methods.
+func (r *Registry) Lookup(method, path string) (*Endpoint, []string) {
+	m, ok := r.byPath[path]
+	if !ok {
+		return nil, nil
+	}
+	if ep, ok := m[method]; ok {
+		return ep, nil
+	}
+	allowed := make([]string, 0, len(m))
+	for meth := range m {
+		allowed = append(allowed, meth)
+	}
+	return nil, allowed
+}
+
+// Endpoints lists the endpoints in registration order.
+func (r *Registry) Endpoints() []*Endpoint { return r.order }

@@ -1,0 +1,66 @@
+// Package ledger stores Coco's ledger: the encoding of entries, the chunked
+// append-only files that hold them (which are also the raft log), crash
+// recovery, and an offline read-only scan for the auditor.
+//
+// The normative specification is docs/ledger-format.md; this is a summary.
+//
+// # Entry format, version 1 (big-endian)
+//
+//	+-----------+---------+------+------+-------+---------+--------+----------+---------+-----------+---------------+--------+
+//	| frame_len | version | kind | view | seqno | pub_len | public | priv_len | private | ce_digest | claims_digest | crc32c |
+//	|    u32    |  u8 =1  |  u8  | u64  |  u64  |   u32   |        |   u32    |         |    32     |      32       |  u32   |
+//	+-----------+---------+------+------+-------+---------+--------+----------+---------+-----------+---------------+--------+
+//	            |<------------------------- body (WriteSetDigest = SHA-256) -------------->|
+//	            |<----------------------------------- frame_len bytes ------------------------------------------------------->|
+//
+// frame_len counts every byte after itself; crc32c (Castagnoli) covers every
+// byte before it, frame_len included. An entry is 98 bytes plus its public
+// and private parts, at most MaxEntrySize. The frame length is range-checked
+// before anything else, so zeros never decode as an entry. WriteSetDigest,
+// AppendAAD and Leaf say exactly which bytes each covers.
+//
+// A KindSignature entry's public part is a SignatureRecord: a CBOR map with
+// integer keys 0 (version = 1) … 7, in Core Deterministic Encoding, decoded
+// strictly (the input must re-encode to itself).
+//
+// # Files
+//
+// A ledger directory holds files named by seqno: committed chunks
+// ledger_<first>-<last>.committed, immutable and byte-identical on every
+// node, and tail files ledger_<first>, which are not yet known committed.
+// Entries are contiguous from seqno 1 across files in name order. A file is
+// complete when a KindSignature entry brings it to at least ChunkSize bytes;
+// the next entry starts a new file. Boundaries thus depend only on the entry
+// bytes and ChunkSize, so replicas with the same ChunkSize write identical
+// chunks. SetCommitted renames complete files whose entries are committed.
+//
+// # Invariants
+//
+//   - Every file except the last ends on a signature entry; a committed
+//     chunk holds exactly the seqnos its name says.
+//   - Only the last file can be torn by a crash: Sync fsyncs a complete file
+//     before creating the next, and syncs the directory before a second new
+//     file in the same batch.
+//   - Open truncates damage a crash can cause (an entry that does not
+//     decode) only in the last tail file; anything else is a *CorruptError
+//     and nothing is changed. Committed data is never repaired.
+//   - Views never decrease along the ledger; seqnos have no gaps.
+//   - After a write, fsync, rename, remove or truncate fails, the ledger is
+//     poisoned (ErrPoisoned): fsync is never retried, since a failed fsync
+//     may have dropped the dirty data it was asked to persist.
+//
+// # Concurrency
+//
+// Exactly one goroutine appends (Append, under the node's commit lock) while
+// one syncer goroutine calls Sync and SetCommitted; Truncate may be called
+// from either of the two, Close from either once both are done; Read, Scan,
+// LastSeqno and DurableSeqno may be called from any goroutine at any time.
+// Append only encodes into a memory buffer under a short lock; Sync swaps
+// that buffer for a spare one and does its I/O without the append lock, so
+// appends continue during write and fsync (group commit). Sync, SetCommitted,
+// Truncate and Close exclude one another. Entries become readable when Sync
+// has made them durable. Read and Scan take a read lock only to look up the
+// index; an open file being read is reference-counted, so committing a chunk
+// never closes a file under a reader. A Read or Scan racing a Truncate of the
+// entries it reads fails with ErrNotFound.
+package ledger

@@ -1,0 +1,251 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	toml "github.com/pelletier/go-toml/v2"
+)
+
+// ErrConfig reports an invalid node configuration.
+var ErrConfig = errors.New("node: invalid configuration")
+
+// Config is a node's TOML configuration (node.toml). Relative paths are
+// resolved against the directory of the file.
+type Config struct {
+	// Name is a human label for logs and sandbox.json.
+	Name    string        `toml:"name"`
+	Network NetworkConfig `toml:"network"`
+	Storage StorageConfig `toml:"storage"`
+	Service ServiceConfig `toml:"service"`
+	Start   StartConfig   `toml:"start"`
+	Ledger  LedgerConfig  `toml:"ledger"`
+	HTTP    HTTPConfig    `toml:"http"`
+	Attest  AttestConfig  `toml:"attestation"`
+	Log     LogConfig     `toml:"log"`
+}
+
+// NetworkConfig says where the node listens.
+type NetworkConfig struct {
+	// RPCAddress is host:port of the HTTPS endpoint for clients.
+	RPCAddress string `toml:"rpc_address"`
+}
+
+// StorageConfig says where the node keeps its state.
+type StorageConfig struct {
+	LedgerDir string `toml:"ledger_dir"`
+	// DataDir holds sealed secrets and the durable view.
+	DataDir string `toml:"data_dir"`
+}
+
+// ServiceConfig names the service identity certificate.
+type ServiceConfig struct {
+	// CertFile is written when the node starts a new service and must match
+	// the ledger's service identity on restart.
+	CertFile string `toml:"cert_file"`
+}
+
+// StartConfig is the genesis configuration, used only when the ledger is
+// empty.
+type StartConfig struct {
+	Members []IdentityConfig `toml:"members"`
+	Users   []IdentityConfig `toml:"users"`
+}
+
+// IdentityConfig names a member's or user's certificate.
+type IdentityConfig struct {
+	CertFile string `toml:"cert_file"`
+}
+
+// LedgerConfig tunes the ledger and signatures.
+type LedgerConfig struct {
+	// ChunkSize in bytes: a chunk is closed at the first signature after it.
+	ChunkSize int64 `toml:"chunk_size"`
+	// SignatureIntervalMS: sign at most this long after the first unsigned
+	// entry. 0 signs every batch (every group commit).
+	SignatureIntervalMS int64 `toml:"signature_interval_ms"`
+	// SignatureIntervalTxs: sign after this many unsigned entries at most.
+	SignatureIntervalTxs int64 `toml:"signature_interval_txs"`
+}
+
+// HTTPConfig bounds requests.
+type HTTPConfig struct {
+	MaxBodyBytes        int64 `toml:"max_body_bytes"`
+	CommitWaitTimeoutMS int64 `toml:"commit_wait_timeout_ms"`
+	MaxConflictRetries  int   `toml:"max_conflict_retries"`
+}
+
+// AttestConfig names the attestation platform.
+type AttestConfig struct {
+	Platform string `toml:"platform"`
+}
+
+// LogConfig sets logging.
+type LogConfig struct {
+	// Level is debug, info, warn or error.
+	Level string `toml:"level"`
+	// Format is json or text.
+	Format string `toml:"format"`
+}
+
+// Defaults.
+const (
+	DefaultChunkSize            = 4 << 20
+	DefaultSignatureIntervalTxs = 5000
+	DefaultMaxBodyBytes         = 1 << 20
+	DefaultCommitWaitTimeout    = 30 * time.Second
+	DefaultMaxConflictRetries   = 10
+)
+
+// LoadConfig reads and validates a node.toml. Unknown keys are refused with
+// their names.
+func LoadConfig(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	return ParseConfig(raw, filepath.Dir(path))
+}
+
+// ParseConfig parses TOML text; baseDir resolves relative paths.
+func ParseConfig(raw []byte, baseDir string) (*Config, error) {
+	var c Config
+	dec := toml.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) {
+			keys := make([]string, 0, len(strict.Errors))
+			for _, e := range strict.Errors {
+				keys = append(keys, strings.Join(e.Key(), "."))
+			}
+			return nil, fmt.Errorf("%w: unknown key(s) %s", ErrConfig, strings.Join(keys, ", "))
+		}
+		var decErr *toml.DecodeError
+		if errors.As(err, &decErr) {
+			row, col := decErr.Position()
+			return nil, fmt.Errorf("%w: line %d column %d: %v", ErrConfig, row, col, decErr)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	c.applyDefaults()
+	c.resolve(baseDir)
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.Name == "" {
+		c.Name = "node"
+	}
+	if c.Ledger.ChunkSize == 0 {
+		c.Ledger.ChunkSize = DefaultChunkSize
+	}
+	if c.Ledger.SignatureIntervalTxs == 0 {
+		c.Ledger.SignatureIntervalTxs = DefaultSignatureIntervalTxs
+	}
+	if c.HTTP.MaxBodyBytes == 0 {
+		c.HTTP.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.HTTP.CommitWaitTimeoutMS == 0 {
+		c.HTTP.CommitWaitTimeoutMS = DefaultCommitWaitTimeout.Milliseconds()
+	}
+	if c.HTTP.MaxConflictRetries == 0 {
+		c.HTTP.MaxConflictRetries = DefaultMaxConflictRetries
+	}
+	if c.Attest.Platform == "" {
+		c.Attest.Platform = "virtual"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+}
+
+func (c *Config) resolve(base string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	abs(&c.Storage.LedgerDir)
+	abs(&c.Storage.DataDir)
+	abs(&c.Service.CertFile)
+	for i := range c.Start.Members {
+		abs(&c.Start.Members[i].CertFile)
+	}
+	for i := range c.Start.Users {
+		abs(&c.Start.Users[i].CertFile)
+	}
+}
+
+func (c *Config) validate() error {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if _, port, err := net.SplitHostPort(c.Network.RPCAddress); err != nil || port == "" {
+		bad("network.rpc_address %q must be host:port", c.Network.RPCAddress)
+	}
+	if c.Storage.LedgerDir == "" {
+		bad("storage.ledger_dir is required")
+	}
+	if c.Storage.DataDir == "" {
+		bad("storage.data_dir is required")
+	}
+	if c.Service.CertFile == "" {
+		bad("service.cert_file is required")
+	}
+	if len(c.Start.Members) == 0 {
+		bad("start.members must name at least one member certificate")
+	}
+	for i, m := range append(append([]IdentityConfig(nil), c.Start.Members...), c.Start.Users...) {
+		if m.CertFile == "" {
+			bad("start identity %d has no cert_file", i)
+		}
+	}
+	if c.Ledger.ChunkSize < 1024 {
+		bad("ledger.chunk_size %d is below the minimum of 1024 bytes", c.Ledger.ChunkSize)
+	}
+	if c.Ledger.SignatureIntervalMS < 0 || c.Ledger.SignatureIntervalMS > 60_000 {
+		bad("ledger.signature_interval_ms %d must be between 0 (every batch) and 60000", c.Ledger.SignatureIntervalMS)
+	}
+	if c.Ledger.SignatureIntervalTxs < 1 {
+		bad("ledger.signature_interval_txs %d must be at least 1", c.Ledger.SignatureIntervalTxs)
+	}
+	if c.HTTP.MaxBodyBytes < 1024 || c.HTTP.MaxBodyBytes > 64<<20 {
+		bad("http.max_body_bytes %d must be between 1024 and 67108864", c.HTTP.MaxBodyBytes)
+	}
+	if c.HTTP.CommitWaitTimeoutMS < 1 {
+		bad("http.commit_wait_timeout_ms must be positive")
+	}
+	if c.HTTP.MaxConflictRetries < 1 || c.HTTP.MaxConflictRetries > 1000 {
+		bad("http.max_conflict_retries %d must be between 1 and 1000", c.HTTP.MaxConflictRetries)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level %q must be debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		bad("log.format %q must be json or text", c.Log.Format)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrConfig, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Marshal renders the configuration as TOML (the sandbox writes node.toml
+// files with it).
+func (c *Config) Marshal() ([]byte, error) { return toml.Marshal(c) }

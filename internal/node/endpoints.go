@@ -1,0 +1,215 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cocoledger/coco/internal/app"
+	"github.com/cocoledger/coco/internal/ids"
+	"github.com/cocoledger/coco/receipt"
+)
+
+// nodeEndpoint is a built-in endpoint that works outside the app registry
+// (it reads node state, not only the store).
+type nodeEndpoint struct {
+	method  string
+	auth    app.AuthPolicy
+	summary string
+	serve   func(w http.ResponseWriter, r *http.Request)
+}
+
+func (n *Node) buildNodeEndpoints() map[string]nodeEndpoint {
+	metrics := promhttp.HandlerFor(n.metrics.registry, promhttp.HandlerOpts{})
+	return map[string]nodeEndpoint{
+		"/node/tx":      {http.MethodGet, app.NoAuth, "Commit status of a transaction id", n.serveTxStatus},
+		"/node/commit":  {http.MethodGet, app.NoAuth, "Last committed transaction id", n.serveCommit},
+		"/node/ready":   {http.MethodGet, app.NoAuth, "200 once the node serves and can write", n.serveReady},
+		"/node/network": {http.MethodGet, app.NoAuth, "Service status, identity and nodes", n.serveNetwork},
+		"/node/metrics": {http.MethodGet, app.NoAuth, "Prometheus metrics", metrics.ServeHTTP},
+		"/node/api":     {http.MethodGet, app.NoAuth, "OpenAPI description of every endpoint", n.serveAPI},
+		"/app/receipt":  {http.MethodGet, app.UserCert, "COSE receipt of a committed transaction", n.serveReceipt},
+	}
+}
+
+func queryTxID(r *http.Request) (ids.TxID, *app.Error) {
+	vals := r.URL.Query()["transaction_id"]
+	if len(vals) != 1 {
+		return ids.TxID{}, app.Errorf(http.StatusBadRequest, app.CodeInvalidTxID, `want exactly one query parameter "transaction_id" of the form <view>.<seqno>, e.g. 2.15`)
+	}
+	id, err := ids.ParseTxID(vals[0])
+	if err != nil {
+		return ids.TxID{}, app.Errorf(http.StatusBadRequest, app.CodeInvalidTxID, "%v", err)
+	}
+	return id, nil
+}
+
+type txStatusResponse struct {
+	TransactionID string   `json:"transaction_id"`
+	Status        TxStatus `json:"status"`
+}
+
+func (n *Node) serveTxStatus(w http.ResponseWriter, r *http.Request) {
+	id, aerr := queryTxID(r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	writeJSON(w, http.StatusOK, txStatusResponse{TransactionID: id.String(), Status: n.txStatus(id)})
+}
+
+func (n *Node) serveCommit(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, txResponse{TransactionID: n.lastCommitted().String()})
+}
+
+func (n *Node) serveReady(w http.ResponseWriter, _ *http.Request) {
+	if err := n.failed(); err != nil {
+		writeError(w, nodeError(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+type networkResponse struct {
+	ServiceStatus      string         `json:"service_status"`
+	ServiceCertificate string         `json:"service_certificate"`
+	CurrentView        ids.View       `json:"current_view"`
+	PrimaryID          ids.NodeID     `json:"primary_id"`
+	Nodes              []nodeResponse `json:"nodes"`
+}
+
+type nodeResponse struct {
+	NodeID     ids.NodeID `json:"node_id"`
+	RPCAddress string     `json:"rpc_address"`
+	Status     string     `json:"status"`
+	Primary    bool       `json:"primary"`
+}
+
+func (n *Node) serveNetwork(w http.ResponseWriter, _ *http.Request) {
+	tx := n.store.Begin()
+	resp := networkResponse{ServiceCertificate: n.serviceCertPEM(), CurrentView: n.view, PrimaryID: n.nodeID, Nodes: []nodeResponse{}}
+	var info serviceInfo
+	if raw, ok := tx.Get(app.ServiceInfoTable, serviceInfoKey); ok && json.Unmarshal(raw, &info) == nil {
+		resp.ServiceStatus = info.Status
+	}
+	var from []byte
+	for {
+		items, next := tx.Scan(app.NodesTable, from, nil, 100)
+		for _, it := range items {
+			var ni nodeInfo
+			if err := json.Unmarshal(it.Value, &ni); err != nil {
+				continue
+			}
+			id := ids.NodeID(it.Key)
+			resp.Nodes = append(resp.Nodes, nodeResponse{NodeID: id, RPCAddress: ni.RPCAddress, Status: ni.Status, Primary: id == n.nodeID})
+		}
+		if next == nil {
+			break
+		}
+		from = next
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+type pendingReceipt struct {
+	TransactionID string   `json:"transaction_id"`
+	Status        TxStatus `json:"status"`
+}
+
+func (n *Node) serveReceipt(w http.ResponseWriter, r *http.Request) {
+	id, aerr := queryTxID(r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	switch st := n.txStatus(id); st {
+	case StatusUnknown:
+		writeError(w, app.Errorf(http.StatusNotFound, app.CodeTxUnknown, "transaction %s is not known to this node", id))
+		return
+	case StatusInvalid:
+		writeError(w, app.Errorf(http.StatusNotFound, app.CodeTxInvalid, "transaction %s is Invalid: it was lost and never committed, so it has no receipt", id))
+		return
+	case StatusPending:
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusAccepted, pendingReceipt{TransactionID: id.String(), Status: st})
+		return
+	}
+	rcpt, err := n.buildReceipt(id)
+	if err != nil {
+		writeError(w, app.Errorf(http.StatusInternalServerError, app.CodeInternal, "building receipt for %s: %v", id, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, rcpt)
+}
+
+var errNoSignature = errors.New("node: no signature covers the transaction")
+
+// buildReceipt assembles the receipt of a committed transaction from the
+// signature that covers it, a Merkle inclusion proof and its ledger entry.
+func (n *Node) buildReceipt(id ids.TxID) (*receipt.Receipt, error) {
+	sig, ok := n.sigs.covering(id.Seqno)
+	if !ok {
+		return nil, errNoSignature
+	}
+	e, err := n.ledger.Read(id.Seqno)
+	if err != nil {
+		return nil, err
+	}
+	index := uint64(id.Seqno) - 1
+	path, err := n.tree.InclusionProof(index, sig.treeSize)
+	if err != nil {
+		return nil, err
+	}
+	cose, err := receipt.Attach(sig.signedRoot, sig.treeSize, index, path)
+	if err != nil {
+		return nil, err
+	}
+	leaf := receipt.LeafComponents{WriteSetDigest: e.WriteSetDigest(), CommitEvidence: n.secret.CommitEvidence(id), ClaimsDigest: e.ClaimsDigest}
+	return receipt.New(id.String(), leaf, cose), nil
+}
+
+// serveAPI describes every endpoint as a minimal OpenAPI 3.1 document.
+func (n *Node) serveAPI(w http.ResponseWriter, _ *http.Request) {
+	type op struct {
+		Summary  string                `json:"summary"`
+		Security []map[string][]string `json:"security,omitempty"`
+	}
+	paths := map[string]map[string]op{}
+	add := func(method, path, summary string, auth app.AuthPolicy) {
+		if paths[path] == nil {
+			paths[path] = map[string]op{}
+		}
+		o := op{Summary: summary}
+		switch auth {
+		case app.UserCert:
+			o.Security = []map[string][]string{{"user_cert": {}}}
+		case app.MemberCert:
+			o.Security = []map[string][]string{{"member_cert": {}}}
+		}
+		paths[path][strings.ToLower(method)] = o
+	}
+	for path, ep := range n.builtins {
+		add(ep.method, path, ep.summary, ep.auth)
+	}
+	for _, ep := range n.apps.Endpoints() {
+		add(ep.Method, ep.Path, ep.Summary, ep.Auth)
+	}
+	keys := make([]string, 0, len(paths))
+	for k := range paths {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	writeJSON(w, http.StatusOK, map[string]any{
+		"openapi": "3.1.0",
+		"info":    map[string]string{"title": "Coco node API", "version": "1"},
+		"paths":   paths,
+		"components": map[string]any{"securitySchemes": map[string]any{
+			"user_cert":   map[string]string{"type": "mutualTLS", "description": "TLS client certificate of a user"},
+			"member_cert": map[string]string{"type": "mutualTLS", "description": "TLS client certificate of a member"},
+		}},
+	})
+}

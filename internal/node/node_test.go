@@ -1,0 +1,426 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cocoledger/coco/client"
+	"github.com/cocoledger/coco/internal/audit"
+	"github.com/cocoledger/coco/internal/crypto"
+	"github.com/cocoledger/coco/internal/ids"
+	"github.com/cocoledger/coco/internal/node"
+	"github.com/cocoledger/coco/internal/sandbox"
+	"github.com/cocoledger/coco/internal/vfs"
+)
+
+// service is one node serving on loopback with real TLS and real files.
+type service struct {
+	t    *testing.T
+	dir  string
+	cfg  *node.Config
+	node *node.Node
+	addr string
+	done chan error
+}
+
+func newConfig(t *testing.T, dir string, extra string) *node.Config {
+	t.Helper()
+	for _, name := range []string{"member0", "user0", "stranger"} {
+		if _, err := os.Stat(filepath.Join(dir, name+"_cert.pem")); err == nil {
+			continue
+		}
+		if _, _, err := sandbox.Keygen(dir, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw := `
+name = "test"
+[network]
+rpc_address = "127.0.0.1:0"
+[storage]
+ledger_dir = "ledger"
+data_dir = "data"
+[service]
+cert_file = "service_cert.pem"
+[start]
+members = [{ cert_file = "member0_cert.pem" }]
+users = [{ cert_file = "user0_cert.pem" }]
+` + extra
+	cfg, err := node.ParseConfig([]byte(raw), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func start(t *testing.T, dir string, cfg *node.Config) *service {
+	t.Helper()
+	n, err := node.Open(cfg, node.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("open node: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &service{t: t, dir: dir, cfg: cfg, node: n, addr: ln.Addr().String(), done: make(chan error, 1)}
+	go func() { s.done <- n.Serve(ln) }()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *service) stop() {
+	if s.node == nil {
+		return
+	}
+	if err := s.node.Close(); err != nil {
+		s.t.Errorf("close: %v", err)
+	}
+	if err := <-s.done; err != nil {
+		s.t.Errorf("serve: %v", err)
+	}
+	s.node = nil
+}
+
+func (s *service) client(name string) *client.Client {
+	s.t.Helper()
+	read := func(p string) []byte {
+		b, err := os.ReadFile(filepath.Join(s.dir, p))
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		return b
+	}
+	cfg := client.Config{Address: s.addr, ServiceCertPEM: read("service_cert.pem")}
+	if name != "" {
+		cfg.CertPEM, cfg.KeyPEM = read(name+"_cert.pem"), read(name+"_privk.pem")
+	}
+	c, err := client.New(cfg)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+func TestEndToEndWriteReadCommitReceipt(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, dir, newConfig(t, dir, ""))
+	ctx := context.Background()
+	user := s.client("user0")
+
+	privID, err := user.LogWrite(ctx, client.Private, 7, "private hello", client.WriteOptions{RecordClaim: true, WaitCommit: true})
+	if err != nil {
+		t.Fatalf("private write: %v", err)
+	}
+	pubID, err := user.LogWrite(ctx, client.Public, 7, "public hello", client.WriteOptions{})
+	if err != nil {
+		t.Fatalf("public write: %v", err)
+	}
+	if pubID.Seqno <= privID.Seqno || pubID.View != privID.View {
+		t.Fatalf("txids not increasing in one view: %s then %s", privID, pubID)
+	}
+	if err := user.WaitCommitted(ctx, pubID); err != nil {
+		t.Fatal(err)
+	}
+	for scope, want := range map[client.Scope]string{client.Private: "private hello", client.Public: "public hello"} {
+		got, err := user.LogRead(ctx, scope, 7)
+		if err != nil || got != want {
+			t.Fatalf("read %s = %q, %v; want %q", scope, got, err, want)
+		}
+	}
+	if st, err := user.TxStatus(ctx, privID); err != nil || st != client.StatusCommitted {
+		t.Fatalf("status of %s = %s, %v", privID, st, err)
+	}
+	commit, err := user.Commit(ctx)
+	if err != nil || commit.Seqno < pubID.Seqno {
+		t.Fatalf("commit = %s, %v; want at or after %s", commit, err, pubID)
+	}
+
+	r, err := user.Receipt(ctx, privID)
+	if err != nil {
+		t.Fatalf("receipt: %v", err)
+	}
+	if r.TransactionID != privID.String() {
+		t.Fatalf("receipt names %s, want %s", r.TransactionID, privID)
+	}
+	wantClaims := sha256.Sum256([]byte("private hello"))
+	if r.LeafComponents.ClaimsDigest != hex.EncodeToString(wantClaims[:]) {
+		t.Fatalf("claims digest %s, want SHA-256 of the message", r.LeafComponents.ClaimsDigest)
+	}
+	svc := s.node.ServiceCert()
+	if err := r.Verify(svc); err != nil {
+		t.Fatalf("receipt does not verify: %v", err)
+	}
+	// One flipped byte in the proof (the tail of the COSE message holds the
+	// inclusion path) must break verification.
+	for _, off := range []int{1, 2, 5, 17} {
+		bad := *r
+		bad.COSEReceipt = bytes.Clone(r.COSEReceipt)
+		bad.COSEReceipt[len(bad.COSEReceipt)-off] ^= 0x01
+		if err := bad.Verify(svc); err == nil {
+			t.Fatalf("receipt with byte -%d flipped still verifies", off)
+		}
+	}
+	// The public write's receipt has an all-zero claims digest.
+	rp, err := user.Receipt(ctx, pubID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rp.LeafComponents.ClaimsDigest != strings.Repeat("0", 64) {
+		t.Fatalf("public write without claim has claims digest %s", rp.LeafComponents.ClaimsDigest)
+	}
+	if err := rp.Verify(svc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPrivatePlaintextNeverInLedger(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, dir, newConfig(t, dir, ""))
+	ctx := context.Background()
+	user := s.client("user0")
+	const secret, public = "TOP-SECRET-4f1e9c", "PUBLIC-NOTICE-83ab2d"
+	for i := range 20 {
+		if _, err := user.LogWrite(ctx, client.Private, uint64(i), fmt.Sprintf("%s-%d", secret, i), client.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := user.LogWrite(ctx, client.Public, 1, public, client.WriteOptions{WaitCommit: true}); err != nil {
+		t.Fatal(err)
+	}
+	s.stop()
+	var all []byte
+	files, err := filepath.Glob(filepath.Join(s.cfg.Storage.LedgerDir, "*"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no ledger files: %v", err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, b...)
+	}
+	if bytes.Contains(all, []byte(secret)) || bytes.Contains(all, []byte("TOP-SECRET")) {
+		t.Fatal("private plaintext found in the ledger")
+	}
+	if !bytes.Contains(all, []byte(public)) {
+		t.Fatal("public message not found in clear in the ledger")
+	}
+}
+
+func TestRestartKeepsStateAndContinuesSeqnos(t *testing.T) {
+	dir := t.TempDir()
+	cfg := newConfig(t, dir, "")
+	s := start(t, dir, cfg)
+	ctx := context.Background()
+	var written []ids.TxID
+	for i := range 10 {
+		id, err := s.client("user0").LogWrite(ctx, client.Private, uint64(i), fmt.Sprint("m", i), client.WriteOptions{WaitCommit: i == 9})
+		if err != nil {
+			t.Fatal(err)
+		}
+		written = append(written, id)
+	}
+	view1 := s.node.View()
+	s.stop()
+
+	s2 := start(t, dir, cfg)
+	if s2.node.View() <= view1 {
+		t.Fatalf("view after restart %d, want > %d", s2.node.View(), view1)
+	}
+	user := s2.client("user0")
+	for i, id := range written {
+		got, err := user.LogRead(ctx, client.Private, uint64(i))
+		if err != nil || got != fmt.Sprint("m", i) {
+			t.Fatalf("after restart read %d = %q, %v", i, got, err)
+		}
+		if st, err := user.TxStatus(ctx, id); err != nil || st != client.StatusCommitted {
+			t.Fatalf("after restart %s is %s, %v", id, st, err)
+		}
+	}
+	next, err := user.LogWrite(ctx, client.Private, 100, "after", client.WriteOptions{WaitCommit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Seqno <= written[len(written)-1].Seqno || next.View != s2.node.View() {
+		t.Fatalf("first write after restart is %s, want a later seqno in view %d", next, s2.node.View())
+	}
+	// A txid of the old view beyond the ledger's end can never happen now.
+	ghost := ids.TxID{View: view1, Seqno: next.Seqno + 5}
+	if st, err := user.TxStatus(ctx, ghost); err != nil || st != client.StatusInvalid {
+		t.Fatalf("status of %s = %s, %v; want Invalid", ghost, st, err)
+	}
+	if st, err := user.TxStatus(ctx, ids.TxID{View: s2.node.View(), Seqno: next.Seqno + 5}); err != nil || st != client.StatusUnknown {
+		t.Fatalf("future txid status %s, %v; want Unknown", st, err)
+	}
+	r, err := user.Receipt(ctx, written[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Verify(s2.node.ServiceCert()); err != nil {
+		t.Fatalf("receipt of a pre-restart tx: %v", err)
+	}
+	s2.stop()
+	rep, err := audit.Verify(vfs.OS(), cfg.Storage.LedgerDir, nil)
+	if err != nil {
+		t.Fatalf("audit: %v", err)
+	}
+	if rep.LastSigned.Seqno < next.Seqno {
+		t.Fatalf("last signed %s, want at or after %s", rep.LastSigned, next)
+	}
+}
+
+// rawRequest sends a request with arbitrary bytes over real TLS and
+// returns the status and the error code of the answer.
+func rawRequest(t *testing.T, s *service, who, method, path, body string) (int, string) {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AddCert(s.serviceCert())
+	tlsCfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}
+	if who != "" {
+		pair, err := tls.LoadX509KeyPair(filepath.Join(s.dir, who+"_cert.pem"), filepath.Join(s.dir, who+"_privk.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tlsCfg.Certificates = []tls.Certificate{pair}
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, ForceAttemptHTTP2: true}}
+	defer hc.CloseIdleConnections()
+	req, err := http.NewRequest(method, "https://"+s.addr+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	var e struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 400 {
+		if err := json.Unmarshal(raw, &e); err != nil || e.Error.Message == "" {
+			t.Fatalf("%s %s: error answer is not {error:{code,message}}: %s", method, path, raw)
+		}
+	}
+	return resp.StatusCode, e.Error.Code
+}
+
+func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, dir, newConfig(t, dir, "[http]\nmax_body_bytes = 4096\n"))
+	cases := []struct {
+		name, who, method, path, body string
+		status                        int
+		code                          string
+	}{
+		{"unknown field", "user0", "POST", "/app/log/private", `{"id":1,"msg":"x","extra":1}`, 400, "InvalidInput"},
+		{"missing msg", "user0", "POST", "/app/log/private", `{"id":1}`, 400, "InvalidInput"},
+		{"id not a number", "user0", "POST", "/app/log/private", `{"id":"1","msg":"x"}`, 400, "InvalidInput"},
+		{"negative id", "user0", "POST", "/app/log/private", `{"id":-1,"msg":"x"}`, 400, "InvalidInput"},
+		{"trailing data", "user0", "POST", "/app/log/public", `{"id":1,"msg":"x"} {}`, 400, "InvalidInput"},
+		{"oversized", "user0", "POST", "/app/log/private", `{"id":1,"msg":"` + strings.Repeat("a", 5000) + `"}`, 413, "PayloadTooLarge"},
+		{"bad wait", "user0", "POST", "/app/log/private?wait=forever", `{"id":1,"msg":"x"}`, 400, "InvalidInput"},
+		{"bad txid", "user0", "GET", "/node/tx?transaction_id=1.x", "", 400, "InvalidTransactionId"},
+		{"missing txid", "user0", "GET", "/app/receipt", "", 400, "InvalidTransactionId"},
+		{"read missing", "user0", "GET", "/app/log/private?id=99", "", 404, "ResourceNotFound"},
+		{"read bad id", "user0", "GET", "/app/log/private?id=abc", "", 400, "InvalidInput"},
+		{"no cert", "", "POST", "/app/log/private", `{"id":1,"msg":"x"}`, 401, "MissingClientCertificate"},
+		{"unknown cert", "stranger", "POST", "/app/log/private", `{"id":1,"msg":"x"}`, 401, "UnknownCaller"},
+		{"member on user endpoint", "member0", "POST", "/app/log/private", `{"id":1,"msg":"x"}`, 403, "Forbidden"},
+		{"no such endpoint", "user0", "GET", "/app/nothing", "", 404, "ResourceNotFound"},
+		{"wrong method", "user0", "DELETE", "/app/log/private", "", 405, "MethodNotAllowed"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			status, code := rawRequest(t, s, tc.who, tc.method, tc.path, tc.body)
+			if status != tc.status || code != tc.code {
+				t.Fatalf("got %d %s, want %d %s", status, code, tc.status, tc.code)
+			}
+		})
+	}
+	// Nothing of the refused writes was stored.
+	if _, err := s.client("user0").LogRead(context.Background(), client.Private, 1); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("refused write left a record: %v", err)
+	}
+}
+
+func TestLedgerTamperIsFoundAndLocated(t *testing.T) {
+	dir := t.TempDir()
+	cfg := newConfig(t, dir, "[ledger]\nchunk_size = 2048\n")
+	s := start(t, dir, cfg)
+	user := s.client("user0")
+	for i := range 60 {
+		if _, err := user.LogWrite(context.Background(), client.Public, uint64(i), strings.Repeat("p", 40), client.WriteOptions{WaitCommit: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.stop()
+	chunks, _ := filepath.Glob(filepath.Join(cfg.Storage.LedgerDir, "*.committed"))
+	if len(chunks) < 2 {
+		t.Fatalf("want several committed chunks, got %v", chunks)
+	}
+	if _, err := audit.Verify(vfs.OS(), cfg.Storage.LedgerDir, s.serviceCert()); err != nil {
+		t.Fatalf("untouched ledger fails audit: %v", err)
+	}
+	victim := chunks[1]
+	orig, err := os.ReadFile(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int{0, 3, 10, len(orig) / 2, len(orig) - 1} {
+		bad := bytes.Clone(orig)
+		bad[off] ^= 0x40
+		if err := os.WriteFile(victim, bad, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := audit.Verify(vfs.OS(), cfg.Storage.LedgerDir, s.serviceCert())
+		var aerr *audit.Error
+		if !errors.As(err, &aerr) {
+			t.Fatalf("flip at %d: audit = %v, want *audit.Error", off, err)
+		}
+		if filepath.Base(aerr.File) != filepath.Base(victim) || aerr.Offset > int64(off) {
+			t.Fatalf("flip at %d reported at %s offset %d", off, aerr.File, aerr.Offset)
+		}
+	}
+	if err := os.WriteFile(victim, orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A ledger of another service does not verify against this one's cert.
+	other, _ := crypto.GenerateKey(nil)
+	otherCert, _ := crypto.SelfSign(nil, other, crypto.CertOptions{CommonName: "other", IsCA: true})
+	if _, err := audit.Verify(vfs.OS(), cfg.Storage.LedgerDir, otherCert); !errors.Is(err, audit.ErrAudit) {
+		t.Fatalf("audit against a foreign service cert: %v", err)
+	}
+}
+
+func (s *service) serviceCert() *x509.Certificate {
+	raw, err := os.ReadFile(filepath.Join(s.dir, "service_cert.pem"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	c, err := crypto.ParseCertPEM(raw)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return c
+}
