@@ -32,7 +32,7 @@ func TestConcurrentAppendSyncRead(t *testing.T) {
 		synced   atomic.Bool // the syncer has made all n durable
 		// Counters showing the run interleaved as intended.
 		reads, syncs, durableTruncs atomic.Int64
-		errs     = make(chan error, 4)
+		errs                        = make(chan error, 4)
 	)
 	wg.Add(4)
 	go func() { // appender

@@ -4,20 +4,26 @@
 //
 // The normative specification is docs/ledger-format.md; this is a summary.
 //
-// # Entry format, version 1 (big-endian)
+// # Entry format, version 1 (big-endian; P = len(public), Q = len(private))
 //
-//	+-----------+---------+------+------+-------+---------+--------+----------+---------+-----------+---------------+--------+
-//	| frame_len | version | kind | view | seqno | pub_len | public | priv_len | private | ce_digest | claims_digest | crc32c |
-//	|    u32    |  u8 =1  |  u8  | u64  |  u64  |   u32   |        |   u32    |         |    32     |      32       |  u32   |
-//	+-----------+---------+------+------+-------+---------+--------+----------+---------+-----------+---------------+--------+
-//	            |<------------------------- body (WriteSetDigest = SHA-256) -------------->|
-//	            |<----------------------------------- frame_len bytes ------------------------------------------------------->|
+//	offset   size  field
+//	0        4     frame_len      u32 = 94 + P + Q (bytes after this field)
+//	4        1     version        u8 = 1            ┐
+//	5        1     kind           u8: 1 tx, 2 sig   │
+//	6        8     view           u64 ≥ 1           │ body:
+//	14       8     seqno          u64 ≥ 1           │ WriteSetDigest =
+//	22       4     pub_len        u32 = P           │ SHA-256(body)
+//	26       P     public                           │
+//	26+P     4     priv_len       u32 = Q           │
+//	30+P     Q     private        GCM ciphertext‖tag┘
+//	30+P+Q   32    ce_digest
+//	62+P+Q   32    claims_digest
+//	94+P+Q   4     crc32c         CRC-32C (Castagnoli) of bytes [0, 94+P+Q)
 //
-// frame_len counts every byte after itself; crc32c (Castagnoli) covers every
-// byte before it, frame_len included. An entry is 98 bytes plus its public
-// and private parts, at most MaxEntrySize. The frame length is range-checked
-// before anything else, so zeros never decode as an entry. WriteSetDigest,
-// AppendAAD and Leaf say exactly which bytes each covers.
+// An entry is 98+P+Q bytes, at most MaxEntrySize. The frame length is
+// range-checked before anything else, so zeros never decode as an entry.
+// WriteSetDigest, AppendAAD and Leaf document exactly which bytes each
+// covers.
 //
 // A KindSignature entry's public part is a SignatureRecord: a CBOR map with
 // integer keys 0 (version = 1) … 7, in Core Deterministic Encoding, decoded

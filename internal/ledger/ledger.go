@@ -225,17 +225,25 @@ func (l *Ledger) loadFile(path string, name fileName, view ids.View, isLast bool
 	if err != nil {
 		return nil, fileScan{}, fmt.Errorf("ledger: open %s: %w", path, err)
 	}
-	c := &chunk{first: name.first, committed: name.committed, complete: name.committed || !isLast}
-	keep := false
-	defer func() {
-		if !keep {
-			_ = f.Close() // read-only use so far, or the file is being removed
-		}
-	}()
+	c, sc, err := l.recoverFile(f, path, name, view, isLast, rec)
+	if err != nil || c == nil || c.committed {
+		// Committed chunks are opened per read. Close errors are moot: only
+		// recovery wrote through f, and it fsynced.
+		_ = f.Close()
+		return c, sc, err
+	}
+	c.h = newHandle(f)
+	return c, sc, nil
+}
+
+// recoverFile does loadFile's work on the open file f. It returns a nil
+// chunk, with no error, if the last tail held no valid entry and was removed.
+func (l *Ledger) recoverFile(f vfs.File, path string, name fileName, view ids.View, isLast bool, rec *Recovery) (*chunk, fileScan, error) {
 	size, err := vfs.Size(f)
 	if err != nil {
 		return nil, fileScan{}, fmt.Errorf("ledger: stat %s: %w", path, err)
 	}
+	c := &chunk{first: name.first, committed: name.committed, complete: name.committed || !isLast}
 	sc, err := scanFile(f, path, size, name.first, view, func(off int64, _ *Entry) error {
 		c.offsets = append(c.offsets, off)
 		return nil
@@ -249,20 +257,24 @@ func (l *Ledger) loadFile(path string, name fileName, view ids.View, isLast bool
 	if err := checkChunk(path, name, sc, isLast); err != nil {
 		return nil, sc, err
 	}
-	if sc.bad != nil || (isLast && sc.count == 0) {
-		// The last tail ends in damage a crash can leave (or holds nothing):
-		// drop it. Everything Sync ever reported durable precedes it, because
-		// Sync fsyncs a file before it writes the next one.
+	if sc.bad != nil || sc.count == 0 {
+		// Only the last tail gets here (checkChunk refuses other empty
+		// files). It ends in damage a crash can leave, or holds nothing:
+		// drop that. Everything Sync reported durable precedes it, because
+		// Sync fsyncs a file before it creates the next.
 		*rec = Recovery{TruncatedFile: path, TruncatedAt: sc.end, TruncatedBytes: size - sc.end, Reason: "empty tail file"}
 		if sc.bad != nil {
 			rec.Reason = sc.bad.Reason
 		}
 		if sc.count == 0 {
-			rec.TruncatedAt = 0
-			if err := l.removeEmpty(f, path); err != nil {
-				return nil, sc, err
+			err = l.fs.Remove(path)
+			if err == nil {
+				err = l.fs.SyncDir(l.dir)
 			}
-		} else if err := truncateSync(f, sc.end); err != nil {
+		} else {
+			err = truncateSync(f, sc.end)
+		}
+		if err != nil {
 			return nil, sc, fmt.Errorf("ledger: recover %s: %w", path, err)
 		}
 		l.log.Warn("ledger: dropped damaged tail after crash",
@@ -275,22 +287,7 @@ func (l *Ledger) loadFile(path string, name fileName, view ids.View, isLast bool
 	if isLast && !name.committed {
 		c.complete = sc.lastKind == KindSignature && c.size >= l.chunkSize
 	}
-	if !name.committed {
-		c.h = newHandle(f)
-		keep = true
-	}
 	return c, sc, nil
-}
-
-func (l *Ledger) removeEmpty(f vfs.File, path string) error {
-	_ = f.Close() // nothing was written through it
-	if err := l.fs.Remove(path); err != nil {
-		return fmt.Errorf("ledger: recover %s: %w", path, err)
-	}
-	if err := l.fs.SyncDir(l.dir); err != nil {
-		return fmt.Errorf("ledger: recover %s: sync dir: %w", path, err)
-	}
-	return nil
 }
 
 func truncateSync(f vfs.File, size int64) error {

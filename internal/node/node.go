@@ -137,7 +137,7 @@ func Open(cfg *Config, opts Options) (*Node, error) {
 	if !n.platform.Secure() {
 		n.log.Warn("attestation platform is virtual: sealed secrets are NOT confidential; for development and tests only", "platform", n.platform.Name())
 	}
-	if err := n.fs.MkdirAll(cfg.Storage.DataDir, 0o700); err != nil {
+	if err := vfs.MkdirAllSync(n.fs, cfg.Storage.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("node: data dir: %w", err)
 	}
 	var rec *ledger.Recovery
@@ -481,6 +481,12 @@ func (n *Node) Close() error {
 		close(n.stop)
 		<-n.flusherDone
 		err = n.ledger.Close()
+		if failure := n.failed(); failure != nil {
+			// Already reported when it happened; closing a failed ledger
+			// only repeats it.
+			n.log.Info("closed a failed node", "failure", failure, "close", err)
+			err = nil
+		}
 	})
 	return err
 }

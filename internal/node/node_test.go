@@ -30,12 +30,13 @@ import (
 
 // service is one node serving on loopback with real TLS and real files.
 type service struct {
-	t    *testing.T
-	dir  string
-	cfg  *node.Config
-	node *node.Node
-	addr string
-	done chan error
+	t      *testing.T
+	dir    string
+	cfg    *node.Config
+	node   *node.Node
+	addr   string
+	svcPEM []byte
+	done   chan error
 }
 
 func newConfig(t *testing.T, dir string, extra string) *node.Config {
@@ -70,7 +71,13 @@ users = [{ cert_file = "user0_cert.pem" }]
 
 func start(t *testing.T, dir string, cfg *node.Config) *service {
 	t.Helper()
-	n, err := node.Open(cfg, node.Options{Logger: slog.New(slog.DiscardHandler)})
+	return startOn(t, dir, cfg, nil)
+}
+
+// startOn starts a node on the given file system (nil: the real one).
+func startOn(t *testing.T, dir string, cfg *node.Config, fsys vfs.FS) *service {
+	t.Helper()
+	n, err := node.Open(cfg, node.Options{FS: fsys, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatalf("open node: %v", err)
 	}
@@ -78,7 +85,7 @@ func start(t *testing.T, dir string, cfg *node.Config) *service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &service{t: t, dir: dir, cfg: cfg, node: n, addr: ln.Addr().String(), done: make(chan error, 1)}
+	s := &service{t: t, dir: dir, cfg: cfg, node: n, addr: ln.Addr().String(), svcPEM: crypto.CertPEM(n.ServiceCert()), done: make(chan error, 1)}
 	go func() { s.done <- n.Serve(ln) }()
 	t.Cleanup(s.stop)
 	return s
@@ -106,7 +113,7 @@ func (s *service) client(name string) *client.Client {
 		}
 		return b
 	}
-	cfg := client.Config{Address: s.addr, ServiceCertPEM: read("service_cert.pem")}
+	cfg := client.Config{Address: s.addr, ServiceCertPEM: s.svcPEM}
 	if name != "" {
 		cfg.CertPEM, cfg.KeyPEM = read(name+"_cert.pem"), read(name+"_privk.pem")
 	}
@@ -414,11 +421,7 @@ func TestLedgerTamperIsFoundAndLocated(t *testing.T) {
 }
 
 func (s *service) serviceCert() *x509.Certificate {
-	raw, err := os.ReadFile(filepath.Join(s.dir, "service_cert.pem"))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	c, err := crypto.ParseCertPEM(raw)
+	c, err := crypto.ParseCertPEM(s.svcPEM)
 	if err != nil {
 		s.t.Fatal(err)
 	}
