@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/cocoledger/coco/internal/ids"
@@ -140,4 +141,20 @@ func TestCommitEvidence(t *testing.T) {
 			t.Errorf("ParseCommitEvidence(%q) accepted", bad)
 		}
 	}
+}
+
+func FuzzParseCommitEvidence(f *testing.F) {
+	s, _ := NewLedgerSecret(testRand(3))
+	f.Add(s.CommitEvidence(ids.TxID{View: 1, Seqno: 1}))
+	f.Add("ce:1.1:")
+	f.Add("ce:" + strings.Repeat("9", 30))
+	f.Fuzz(func(t *testing.T, ce string) {
+		id, err := ParseCommitEvidence(ce)
+		if err != nil {
+			return
+		}
+		if !strings.HasPrefix(ce, "ce:"+id.String()+":") || len(ce) != len("ce:"+id.String()+":")+64 {
+			t.Fatalf("accepted %q as %s", ce, id)
+		}
+	})
 }
