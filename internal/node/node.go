@@ -145,9 +145,9 @@ func Open(cfg *Config, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: open ledger: %w", err)
 	}
-	if rec.TruncatedBytes > 0 {
+	if rec.TruncatedFile != "" {
 		n.log.Warn("truncated a torn or corrupt ledger tail (entries that were never reported committed)",
-			"file", rec.TruncatedFile, "offset", rec.TruncatedAt, "bytes", rec.TruncatedBytes)
+			"file", rec.TruncatedFile, "offset", rec.TruncatedAt, "bytes", rec.TruncatedBytes, "reason", rec.Reason)
 	}
 	if err := n.start(); err != nil {
 		n.ledger.Close()

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cocoledger/coco/client"
 	"github.com/cocoledger/coco/internal/audit"
@@ -426,4 +427,36 @@ func (s *service) serviceCert() *x509.Certificate {
 		s.t.Fatal(err)
 	}
 	return c
+}
+
+// TestSignatureIntervals: with signatures every N ms or every K entries
+// (instead of every batch), unwaited writes still become Committed, by the
+// timer or by the count.
+func TestSignatureIntervals(t *testing.T) {
+	for name, extra := range map[string]string{
+		"by time":  "[ledger]\nsignature_interval_ms = 30\nsignature_interval_txs = 100000\n",
+		"by count": "[ledger]\nsignature_interval_ms = 60000\nsignature_interval_txs = 5\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := start(t, dir, newConfig(t, dir, extra))
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			user := s.client("user0")
+			var last ids.TxID
+			for i := range 5 {
+				id, err := user.LogWrite(ctx, client.Public, uint64(i), "x", client.WriteOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				last = id
+			}
+			if err := user.WaitCommitted(ctx, last); err != nil {
+				t.Fatalf("%s never committed: %v", last, err)
+			}
+			if _, err := user.Receipt(ctx, last); err != nil {
+				t.Fatalf("receipt: %v", err)
+			}
+		})
+	}
 }
