@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"sort"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -198,11 +197,6 @@ func (n *Node) serveAPI(w http.ResponseWriter, _ *http.Request) {
 	for _, ep := range n.apps.Endpoints() {
 		add(ep.Method, ep.Path, ep.Summary, ep.Auth)
 	}
-	keys := make([]string, 0, len(paths))
-	for k := range paths {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	writeJSON(w, http.StatusOK, map[string]any{
 		"openapi": "3.1.0",
 		"info":    map[string]string{"title": "Coco node API", "version": "1"},

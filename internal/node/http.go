@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -25,7 +26,7 @@ type httpServer struct {
 	srv *http.Server
 }
 
-func (n *Node) newHTTPServer() (*httpServer, error) {
+func (n *Node) newHTTPServer() *httpServer {
 	tlsCfg := &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		// Client certificates are requested, not verified against a CA:
@@ -46,9 +47,11 @@ func (n *Node) newHTTPServer() (*httpServer, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          nil,
+		// Failed handshakes (a client without the pinned CA, a port scan)
+		// are the client's problem: debug, not noise.
+		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
-	return &httpServer{srv: srv}, nil
+	return &httpServer{srv: srv}
 }
 
 func (s *httpServer) serve(ln net.Listener) error {

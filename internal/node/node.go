@@ -92,7 +92,6 @@ type Node struct {
 	flusherDone chan struct{}
 	closeOnce   sync.Once
 
-	ln  net.Listener
 	srv *httpServer
 }
 
@@ -153,6 +152,7 @@ func Open(cfg *Config, opts Options) (*Node, error) {
 		n.ledger.Close()
 		return nil, err
 	}
+	n.srv = n.newHTTPServer()
 	go n.flushLoop()
 	return n, nil
 }
@@ -460,12 +460,7 @@ func (n *Node) writeGenesis() error {
 
 // Serve answers HTTPS requests until Close. It returns nil after Close.
 func (n *Node) Serve(ln net.Listener) error {
-	srv, err := n.newHTTPServer()
-	if err != nil {
-		return err
-	}
-	n.ln, n.srv = ln, srv
-	return srv.serve(ln)
+	return n.srv.serve(ln)
 }
 
 // Close stops serving, flushes and signs what was executed, and closes the
@@ -473,11 +468,9 @@ func (n *Node) Serve(ln net.Listener) error {
 func (n *Node) Close() error {
 	var err error
 	n.closeOnce.Do(func() {
-		if n.srv != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			n.srv.shutdown(ctx)
-			cancel()
-		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		n.srv.shutdown(ctx)
+		cancel()
 		close(n.stop)
 		<-n.flusherDone
 		err = n.ledger.Close()
