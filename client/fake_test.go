@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,7 +123,7 @@ type fakeNode struct {
 
 // validReceipt is a well-formed (not verifiable) receipt of tx.
 func validReceipt(tx ids.TxID) []byte {
-	r := receipt.New(tx.String(), receipt.LeafComponents{CommitEvidence: "ce:" + tx.String()}, []byte{0xd2, 0x84})
+	r := receipt.New(tx.String(), receipt.LeafComponents{CommitEvidence: fakeCommitEvidence(tx)}, []byte{0xd2, 0x84})
 	b, err := json.Marshal(r)
 	if err != nil {
 		panic(err)
@@ -312,4 +313,9 @@ func setup(t *testing.T) (*fakeNode, *client.Client) {
 	}
 	t.Cleanup(c.CloseIdleConnections)
 	return f, c
+}
+
+// fakeCommitEvidence has the shape the receipt package insists on.
+func fakeCommitEvidence(tx ids.TxID) string {
+	return "ce:" + tx.String() + ":" + strings.Repeat("5a", 32)
 }
