@@ -1,8 +1,9 @@
 // Package receipt builds and verifies Coco receipts: COSE_Sign1 messages, as
 // in RFC 9942 (COSE Receipts), that prove one transaction is in the ledger
 // under a Merkle root signed by the service identity. It is Coco's reference
-// verifier and depends only on the standard library, go-cose, fxamacker/cbor
-// and transparency-dev/merkle, so it can be used without the rest of Coco.
+// verifier and depends only on the standard library, go-cose, fxamacker/cbor,
+// transparency-dev/merkle and Coco's tiny id package, so it can be used
+// without the rest of Coco.
 //
 // # How a receipt is made
 //

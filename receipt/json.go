@@ -6,12 +6,12 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
+
+	"github.com/cocoledger/coco/internal/ids"
 )
 
 // Receipt is the JSON form of a receipt served by GET /app/receipt: the COSE
@@ -267,47 +267,17 @@ func commitEvidenceTxID(ce string) (string, error) {
 func parseSeqno(txid string) (uint64, error) {
 	seqno, err := txidSeqno(txid)
 	if err != nil {
-		return 0, fmt.Errorf("%w: transaction_id %q: %v", ErrMalformed, txid, err)
+		return 0, fmt.Errorf("%w: transaction_id: %v", ErrMalformed, err)
 	}
 	return seqno, nil
 }
 
-// txidSeqno checks that txid is "view.seqno" with both decimal, at least 1,
-// without sign or leading zeros (the grammar of Coco transaction ids), and
-// returns the seqno.
+// txidSeqno checks that txid is a Coco transaction id ("view.seqno", both
+// decimal and at least 1, no sign or leading zeros) and returns the seqno.
 func txidSeqno(txid string) (uint64, error) {
-	view, seqno, ok := strings.Cut(txid, ".")
-	if !ok {
-		return 0, errors.New(`want "<view>.<seqno>", e.g. "2.15"`)
-	}
-	if _, err := parsePositive(view); err != nil {
-		return 0, fmt.Errorf("view: %v", err)
-	}
-	n, err := parsePositive(seqno)
+	id, err := ids.ParseTxID(txid)
 	if err != nil {
-		return 0, fmt.Errorf("seqno: %v", err)
+		return 0, err
 	}
-	return n, nil
-}
-
-func parsePositive(s string) (uint64, error) {
-	switch {
-	case s == "":
-		return 0, errors.New("empty")
-	case len(s) > 1 && s[0] == '0':
-		return 0, errors.New("leading zero")
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, fmt.Errorf("%q is not a decimal digit", s[i])
-		}
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return 0, errors.New("out of range")
-	}
-	if n == 0 {
-		return 0, errors.New("must be at least 1")
-	}
-	return n, nil
+	return uint64(id.Seqno), nil
 }
