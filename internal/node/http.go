@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/cocoledger/coco/internal/app"
@@ -47,6 +49,7 @@ func (n *Node) newHTTPServer() *httpServer {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
+		ConnContext:       withConnIdentity,
 		// Failed handshakes (a client without the pinned CA, a port scan)
 		// are the client's problem: debug, not noise.
 		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
@@ -120,20 +123,48 @@ func (n *Node) authenticate(r *http.Request, policy app.AuthPolicy) (app.Caller,
 		return app.Caller{}, app.Errorf(http.StatusUnauthorized, app.CodeUnknownCaller, "client certificate is not valid now (valid %s to %s)",
 			cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339))
 	}
-	id := ids.Fingerprint(cert.Raw)
+	id := certID(r, cert)
 	tx := n.store.Begin()
-	_, isUser := tx.Get(app.UsersTable, []byte(id))
-	_, isMember := tx.Get(app.MembersTable, []byte(id))
-	switch {
-	case policy == app.UserCert && isUser:
-		return app.Caller{Role: app.RoleUser, ID: id, Cert: cert}, nil
-	case policy == app.MemberCert && isMember:
-		return app.Caller{Role: app.RoleMember, ID: id, Cert: cert}, nil
-	case isUser || isMember:
-		want := map[app.AuthPolicy]string{app.UserCert: "users", app.MemberCert: "members"}[policy]
+	role, table, other, want := app.RoleUser, app.UsersTable, app.MembersTable, "users"
+	if policy == app.MemberCert {
+		role, table, other, want = app.RoleMember, app.MembersTable, app.UsersTable, "members"
+	}
+	if _, ok := tx.Get(table, []byte(id)); ok {
+		return app.Caller{Role: role, ID: id, Cert: cert}, nil
+	}
+	if _, ok := tx.Get(other, []byte(id)); ok {
 		return app.Caller{}, app.Errorf(http.StatusForbidden, app.CodeForbidden, "caller %s is not allowed here: this endpoint is for %s", id, want)
 	}
 	return app.Caller{}, app.Errorf(http.StatusUnauthorized, app.CodeUnknownCaller, "client certificate %s is not a known user or member", id)
+}
+
+// connIdentityKey marks the per-connection identity cache in a request's
+// context.
+type connIdentityKey struct{}
+
+// connIdentity caches the fingerprint of a connection's client certificate:
+// TLS 1.3 has no renegotiation, so it is fixed for the connection's life,
+// and hashing it on every request was a measurable share of a write.
+type connIdentity struct {
+	once sync.Once
+	cert *x509.Certificate
+	id   string
+}
+
+func withConnIdentity(ctx context.Context, _ net.Conn) context.Context {
+	return context.WithValue(ctx, connIdentityKey{}, &connIdentity{})
+}
+
+func certID(r *http.Request, cert *x509.Certificate) string {
+	ci, ok := r.Context().Value(connIdentityKey{}).(*connIdentity)
+	if !ok {
+		return ids.Fingerprint(cert.Raw)
+	}
+	ci.once.Do(func() { ci.cert, ci.id = cert, ids.Fingerprint(cert.Raw) })
+	if ci.cert != cert {
+		return ids.Fingerprint(cert.Raw)
+	}
+	return ci.id
 }
 
 func (n *Node) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *app.Error) {
