@@ -84,7 +84,8 @@ committed after the run.`,
 	f.IntVar(&cfg.Size, "size", 100, "bytes per message")
 	f.BoolVar(&private, "private", true, "write the private (encrypted) table; --private=false writes the public one")
 	f.StringVar(&wait, "wait", string(bench.WaitCommit), "commit: each write waits for commit; none: writes return once executed")
-	f.IntVar(&cfg.ClientsPerConn, "clients-per-conn", bench.DefaultClientsPerConn, "clients sharing one HTTP/2 connection")
+	f.BoolVar(&cfg.HTTP2, "http2", false, "share HTTP/2 connections (--clients-per-conn each) instead of one HTTP/1.1 keep-alive connection per client")
+	f.IntVar(&cfg.ClientsPerConn, "clients-per-conn", bench.DefaultClientsPerConn, "clients sharing one HTTP/2 connection (with --http2)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object instead of text")
 	cmd.MarkFlagRequired("workspace")
 	return cmd

@@ -65,8 +65,12 @@ type Config struct {
 	Scope client.Scope
 	// Wait selects WaitCommit or WaitNone.
 	Wait WaitMode
+	// HTTP2 makes workers share HTTP/2 connections, ClientsPerConn workers
+	// each; otherwise every worker has its own HTTP/1.1 keep-alive
+	// connection.
+	HTTP2 bool
 	// ClientsPerConn is how many workers share one HTTP/2 connection; zero
-	// means DefaultClientsPerConn.
+	// means DefaultClientsPerConn. Ignored without HTTP2.
 	ClientsPerConn int
 	// CommitTimeout bounds the wait for the last write to commit with
 	// WaitNone; zero means DefaultCommitTimeout.
@@ -81,6 +85,7 @@ type Result struct {
 	Nodes       int    `json:"nodes"`
 	Clients     int    `json:"clients"`
 	Connections int    `json:"connections"`
+	Protocol    string `json:"protocol"`
 	Size        int    `json:"size"`
 	Scope       string `json:"scope"`
 	Wait        string `json:"wait"`
@@ -190,7 +195,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	perConn := cfg.ClientsPerConn
-	if perConn == 0 {
+	switch {
+	case !cfg.HTTP2:
+		perConn = 1
+	case perConn == 0:
 		perConn = DefaultClientsPerConn
 	}
 	warmup := cfg.Warmup
@@ -234,7 +242,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	window := cfg.Duration - warmup
 	res := &Result{
-		Nodes: len(cfg.Nodes), Clients: cfg.Clients, Connections: len(conns),
+		Nodes: len(cfg.Nodes), Clients: cfg.Clients, Connections: len(conns), Protocol: protocol(cfg.HTTP2),
 		Size: cfg.Size, Scope: string(cfg.Scope), Wait: string(cfg.Wait),
 		DurationS: window.Seconds(), WarmupS: warmup.Seconds(),
 		Errors: map[string]uint64{}, ErrorExamples: map[string]string{},
@@ -284,7 +292,7 @@ func connect(ctx context.Context, cfg Config, perConn int) ([]*worker, []*client
 		for i := n; i < cfg.Clients; i += len(cfg.Nodes) {
 			if onNode%perConn == 0 {
 				var err error
-				c, err = client.New(client.Config{Address: addr, ServiceCertPEM: cfg.ServiceCertPEM, CertPEM: cfg.CertPEM, KeyPEM: cfg.KeyPEM})
+				c, err = client.New(client.Config{Address: addr, ServiceCertPEM: cfg.ServiceCertPEM, CertPEM: cfg.CertPEM, KeyPEM: cfg.KeyPEM, HTTP1: !cfg.HTTP2})
 				if err != nil {
 					return nil, conns, fmt.Errorf("bench: node %s: %w", addr, err)
 				}
@@ -407,11 +415,18 @@ func confirmCommits(ctx context.Context, c *client.Client, views map[ids.View]vi
 	return committed, top.String(), float64(time.Since(end).Microseconds()) / 1000, ""
 }
 
+func protocol(http2 bool) string {
+	if http2 {
+		return "HTTP/2"
+	}
+	return "HTTP/1.1"
+}
+
 // WriteText prints r for people.
 func (r *Result) WriteText(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d clients on %d node(s) over %d connection(s); %d-byte %s writes, wait=%s\n",
-		r.Clients, r.Nodes, r.Connections, r.Size, r.Scope, r.Wait)
+	fmt.Fprintf(&b, "%d clients on %d node(s) over %d %s connection(s); %d-byte %s writes, wait=%s\n",
+		r.Clients, r.Nodes, r.Connections, r.Protocol, r.Size, r.Scope, r.Wait)
 	fmt.Fprintf(&b, "measured %.2fs after %.2fs warm-up\n", r.DurationS, r.WarmupS)
 	fmt.Fprintf(&b, "executed   %10d tx  %10.1f tx/s\n", r.Executed, r.ExecutedTxPerS)
 	fmt.Fprintf(&b, "committed  %10d tx  %10.1f tx/s", r.Committed, r.CommittedTxPerS)

@@ -62,6 +62,7 @@ type fakeNode struct {
 	writes  int
 	waits   int // writes that asked ?wait=commit
 	conns   int // TLS connections accepted
+	proto   int // HTTP major version of the last request
 	failIf  func(n int) (status int, body string)
 	onWrite func(n int)
 	txState func(tx ids.TxID, poll int) client.TxStatus
@@ -82,10 +83,13 @@ func (s *seqnos) next() ids.TxID {
 }
 
 func (f *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.ProtoMajor != 2 || len(r.TLS.PeerCertificates) == 0 {
-		http.Error(w, "want HTTP/2 with a client certificate", 400)
+	if len(r.TLS.PeerCertificates) == 0 {
+		http.Error(w, "want a client certificate", 400)
 		return
 	}
+	f.mu.Lock()
+	f.proto = r.ProtoMajor
+	f.mu.Unlock()
 	switch {
 	case r.Method == "GET" && r.URL.Path == "/node/ready":
 	case r.Method == "POST" && r.URL.Path == "/app/log/private":
@@ -175,7 +179,7 @@ func network(t *testing.T, n, size int, edit func(*fakeNode)) ([]*fakeNode, Conf
 	}
 	cfg.CertPEM, cfg.KeyPEM = certPEM, keyPEM
 	cfg.Clients, cfg.Duration, cfg.Warmup, cfg.Size = 6, 400*time.Millisecond, 100*time.Millisecond, size
-	cfg.Scope, cfg.Wait, cfg.ClientsPerConn = client.Private, WaitCommit, 2
+	cfg.Scope, cfg.Wait, cfg.HTTP2, cfg.ClientsPerConn = client.Private, WaitCommit, true, 2
 	return nodes, cfg
 }
 
@@ -220,6 +224,29 @@ func TestRunWaitCommitSpreadsOverNodesAndConnections(t *testing.T) {
 	}
 	if total < res.Executed {
 		t.Errorf("nodes saw %d writes, bench counted %d", total, res.Executed)
+	}
+	if res.Protocol != "HTTP/2" || nodes[0].proto != 2 {
+		t.Errorf("protocol %q, node saw HTTP/%d; want HTTP/2", res.Protocol, nodes[0].proto)
+	}
+}
+
+// Without HTTP2 every client has its own HTTP/1.1 connection.
+func TestRunHTTP1ConnectionPerClient(t *testing.T) {
+	nodes, cfg := network(t, 2, 10, nil)
+	cfg.HTTP2 = false
+	res, err := Run(bg(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Executed == 0 || len(res.Errors) != 0 || res.Connections != 6 || res.Protocol != "HTTP/1.1" {
+		t.Fatalf("result %+v", res)
+	}
+	for i, f := range nodes {
+		f.mu.Lock()
+		if f.conns != 3 || f.proto != 1 {
+			t.Errorf("node %d: %d connections over HTTP/%d; want 3 over HTTP/1", i, f.conns, f.proto)
+		}
+		f.mu.Unlock()
 	}
 }
 

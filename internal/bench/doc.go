@@ -11,8 +11,9 @@
 //
 // Cost: the generator shares the machine with the nodes it measures, so each
 // worker reuses one precomputed payload, owns its statistics (merged once at
-// the end, no locks or shared counters on the hot path) and shares an HTTP/2
-// connection with Config.ClientsPerConn-1 other workers.
+// the end, no locks or shared counters on the hot path) and has its own
+// HTTP/1.1 keep-alive connection (with Config.HTTP2, it shares an HTTP/2
+// connection with Config.ClientsPerConn-1 other workers instead).
 //
 // Concurrency: Run is safe to call from one goroutine at a time per Config;
 // it starts Config.Clients goroutines and returns only after all have ended.
