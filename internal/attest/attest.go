@@ -1,20 +1,59 @@
 package attest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 )
 
-// Sentinel errors.
+// Sentinel errors. Every error this package returns wraps one of them (or is
+// a *RefusedError, which matches ErrRefused).
 var (
+	// ErrUnknownPlatform: a platform name no constructor or verifier here
+	// knows. Returned as *UnknownPlatformError.
 	ErrUnknownPlatform = errors.New("attest: unknown platform")
-	ErrSealedBlob      = errors.New("attest: sealed blob is not valid for this platform")
+	// ErrSealedBlob: Unseal was given something this platform did not seal.
+	ErrSealedBlob = errors.New("attest: sealed blob is not valid for this platform")
+	// ErrCodeID: a configured virtual code id is not 64 hex digits, or was
+	// given for a platform whose measurement the hardware takes.
+	ErrCodeID = errors.New("attest: invalid code id")
+	// ErrExecutable: the running executable could not be hashed for the
+	// default virtual code id.
+	ErrExecutable = errors.New("attest: cannot hash the running executable")
+	// ErrBundle: an evidence bundle is malformed (see UnmarshalBundle).
+	ErrBundle = errors.New("attest: malformed evidence bundle")
+	// ErrBundleVersion: an evidence bundle of a version this build does not
+	// read. Always wrapped together with ErrBundle.
+	ErrBundleVersion = errors.New("attest: unsupported evidence bundle version")
+	// ErrEvidence: evidence is well framed but does not verify for its
+	// platform (bad structure, signature, chain, TCB, freshness, …).
+	ErrEvidence = errors.New("attest: evidence does not verify")
+	// ErrPublicKey: ReportDataForKey was given a key it cannot encode.
+	ErrPublicKey = errors.New("attest: unsupported public key")
+	// ErrRefused: Policy refused verified evidence. Returned as *RefusedError.
+	ErrRefused = errors.New("attest: refused by policy")
 )
+
+// UnknownPlatformError names a platform that is not supported: by New, by
+// NewVerifier, or (at Verify time) by the registry a bundle was given to.
+type UnknownPlatformError struct {
+	Platform  string   // the name asked for, as given
+	Supported []string // the names that would have been accepted
+}
+
+func (e *UnknownPlatformError) Error() string {
+	return fmt.Sprintf("attest: unknown platform %q (supported: %v)", e.Platform, e.Supported)
+}
+
+// Is makes errors.Is(err, ErrUnknownPlatform) hold.
+func (e *UnknownPlatformError) Is(target error) bool { return target == ErrUnknownPlatform }
+
+// PlatformVirtual is the name of the insecure development platform.
+const PlatformVirtual = "virtual"
 
 // Platform is the trusted execution environment a node runs in.
 type Platform interface {
-	// Name is the platform's configuration name ("virtual", …).
+	// Name is the platform's configuration name ("virtual", …); it is also
+	// the Platform field of the bundles Evidence returns.
 	Name() string
 	// Secure reports whether sealing and evidence are hardware-backed.
 	Secure() bool
@@ -23,38 +62,39 @@ type Platform interface {
 	Seal(plaintext []byte) ([]byte, error)
 	// Unseal recovers what Seal protected.
 	Unseal(blob []byte) ([]byte, error)
+	// Evidence returns attestation evidence from this platform binding rd
+	// (Coco passes ReportDataForKey of the node's public key). The bundle
+	// verifies under NewVerifier(Name()).
+	Evidence(rd ReportData) (*Bundle, error)
 }
 
-// New returns the platform named in the node configuration.
-func New(name string) (Platform, error) {
+// Option configures New.
+type Option func(*options)
+
+type options struct {
+	virtualCodeID string
+}
+
+// WithVirtualCodeID sets the code id of the virtual platform: 64 hex digits
+// (32 bytes, either case), which become its measurement verbatim. Empty means
+// the default, SHA-256 of the running executable. Setting it for any other
+// platform is an error (ErrCodeID): real hardware measures the code itself.
+func WithVirtualCodeID(codeID string) Option {
+	return func(o *options) { o.virtualCodeID = codeID }
+}
+
+// New returns the platform named in the node configuration ("" means
+// "virtual").
+func New(name string, opts ...Option) (Platform, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	switch name {
-	case "virtual", "":
-		return Virtual{}, nil
+	case PlatformVirtual, "":
+		return NewVirtual(o.virtualCodeID)
 	}
-	return nil, fmt.Errorf("%w %q (supported: virtual)", ErrUnknownPlatform, name)
-}
-
-// Virtual is the insecure development platform.
-type Virtual struct{}
-
-var virtualMagic = []byte("COCO-VIRTUAL-SEALED-V1 (NOT CONFIDENTIAL)\n")
-
-// Name implements Platform.
-func (Virtual) Name() string { return "virtual" }
-
-// Secure implements Platform: the virtual platform protects nothing.
-func (Virtual) Secure() bool { return false }
-
-// Seal implements Platform.
-func (Virtual) Seal(plaintext []byte) ([]byte, error) {
-	return append(append([]byte(nil), virtualMagic...), plaintext...), nil
-}
-
-// Unseal implements Platform.
-func (Virtual) Unseal(blob []byte) ([]byte, error) {
-	rest, ok := bytes.CutPrefix(blob, virtualMagic)
-	if !ok {
-		return nil, fmt.Errorf("%w: missing the virtual platform header", ErrSealedBlob)
-	}
-	return append([]byte(nil), rest...), nil
+	// Hardware platforms, when added here, refuse a virtual code id
+	// (ErrCodeID): their measurement is taken by the hardware.
+	return nil, &UnknownPlatformError{Platform: name, Supported: supportedPlatforms()}
 }
