@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -24,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/status"
@@ -33,6 +35,7 @@ import (
 type Result struct {
 	System      string `json:"system"`
 	Endpoint    string `json:"endpoint"`
+	TLS         bool   `json:"tls"`
 	Clients     int    `json:"clients"`
 	Connections int    `json:"connections"`
 	Size        int    `json:"size"`
@@ -73,7 +76,11 @@ func main() {
 		size     = flag.Int("size", 100, "bytes per value")
 		timeout  = flag.Duration("timeout", 10*time.Second, "per-Put timeout")
 		asJSON   = flag.Bool("json", false, "print one JSON object instead of text")
+		tlsInfo  transport.TLSInfo
 	)
+	flag.StringVar(&tlsInfo.TrustedCAFile, "cacert", "", "CA bundle to verify the server with (enables TLS)")
+	flag.StringVar(&tlsInfo.CertFile, "cert", "", "client certificate for TLS client authentication")
+	flag.StringVar(&tlsInfo.KeyFile, "key", "", "client private key for TLS client authentication")
 	flag.Parse()
 	if *clients < 1 || *conns < 1 || *size < 0 || *duration <= 0 {
 		fmt.Fprintln(os.Stderr, "etcdload: --clients and --conns must be ≥ 1, --size ≥ 0, --duration > 0")
@@ -89,7 +96,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "etcdload: --warmup must be shorter than --duration")
 		os.Exit(2)
 	}
-	res, err := run(*endpoint, *clients, *conns, *size, *duration, *warmup, *timeout)
+	var tlsCfg *tls.Config
+	if tlsInfo.TrustedCAFile != "" || tlsInfo.CertFile != "" {
+		var err error
+		if tlsCfg, err = tlsInfo.ClientConfig(); err != nil {
+			fmt.Fprintln(os.Stderr, "etcdload: TLS:", err)
+			os.Exit(2)
+		}
+	}
+	res, err := run(*endpoint, tlsCfg, *clients, *conns, *size, *duration, *warmup, *timeout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "etcdload:", err)
 		os.Exit(1)
@@ -112,7 +127,7 @@ func main() {
 	}
 }
 
-func run(endpoint string, clients, nconns, size int, duration, warmup, timeout time.Duration) (*Result, error) {
+func run(endpoint string, tlsCfg *tls.Config, clients, nconns, size int, duration, warmup, timeout time.Duration) (*Result, error) {
 	// Connect (and prove each connection works) before the clock starts.
 	cs := make([]*clientv3.Client, 0, nconns)
 	defer func() {
@@ -125,6 +140,7 @@ func run(endpoint string, clients, nconns, size int, duration, warmup, timeout t
 			Endpoints:   []string{endpoint},
 			DialTimeout: 5 * time.Second,
 			Logger:      zap.NewNop(),
+			TLS:         tlsCfg,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("connect %s: %w", endpoint, err)
@@ -182,7 +198,7 @@ func run(endpoint string, clients, nconns, size int, duration, warmup, timeout t
 
 	window := duration - warmup
 	res := &Result{
-		System: "etcd", Endpoint: endpoint, Clients: clients, Connections: len(cs), Size: size,
+		System: "etcd", Endpoint: endpoint, TLS: tlsCfg != nil, Clients: clients, Connections: len(cs), Size: size,
 		DurationS: window.Seconds(), WarmupS: warmup.Seconds(),
 		Errors: map[string]uint64{}, ErrorExamples: map[string]string{},
 	}
