@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -26,6 +27,7 @@ func newNodeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			tuneRuntime(cfg.Runtime)
 			return node.Run(cmd.Context(), cfg, node.Options{Logger: logger})
 		},
 	}
@@ -33,6 +35,17 @@ func newNodeCmd() *cobra.Command {
 	start.MarkFlagRequired("config")
 	cmd.AddCommand(start)
 	return cmd
+}
+
+// tuneRuntime applies the configured GC settings unless the environment
+// already sets them.
+func tuneRuntime(c node.RuntimeConfig) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(c.GCPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" && c.MemoryLimitMB > 0 {
+		debug.SetMemoryLimit(c.MemoryLimitMB << 20)
+	}
 }
 
 func newLogger(c node.LogConfig) (*slog.Logger, error) {

@@ -29,6 +29,19 @@ type Config struct {
 	HTTP    HTTPConfig    `toml:"http"`
 	Attest  AttestConfig  `toml:"attestation"`
 	Log     LogConfig     `toml:"log"`
+	Runtime RuntimeConfig `toml:"runtime"`
+}
+
+// RuntimeConfig tunes the Go runtime of the node process.
+type RuntimeConfig struct {
+	// GCPercent is the garbage collector's target (GOGC). The write path
+	// allocates a few KiB per transaction; a higher target trades memory
+	// for CPU. The GOGC environment variable, when set, wins.
+	GCPercent int `toml:"gc_percent"`
+	// MemoryLimitMB is a soft limit (GOMEMLIMIT) that makes the collector
+	// work harder as the heap approaches it; 0 means none. The GOMEMLIMIT
+	// environment variable, when set, wins.
+	MemoryLimitMB int64 `toml:"memory_limit_mb"`
 }
 
 // NetworkConfig says where the node listens.
@@ -101,6 +114,7 @@ const (
 	DefaultMaxBodyBytes         = 1 << 20
 	DefaultCommitWaitTimeout    = 30 * time.Second
 	DefaultMaxConflictRetries   = 10
+	DefaultGCPercent            = 400
 )
 
 // LoadConfig reads and validates a node.toml. Unknown keys are refused with
@@ -170,6 +184,9 @@ func (c *Config) applyDefaults() {
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
 	}
+	if c.Runtime.GCPercent == 0 {
+		c.Runtime.GCPercent = DefaultGCPercent
+	}
 }
 
 func (c *Config) resolve(base string) {
@@ -229,6 +246,12 @@ func (c *Config) validate() error {
 	}
 	if c.HTTP.MaxConflictRetries < 1 || c.HTTP.MaxConflictRetries > 1000 {
 		bad("http.max_conflict_retries %d must be between 1 and 1000", c.HTTP.MaxConflictRetries)
+	}
+	if c.Runtime.GCPercent < 25 || c.Runtime.GCPercent > 10_000 {
+		bad("runtime.gc_percent %d must be between 25 and 10000", c.Runtime.GCPercent)
+	}
+	if c.Runtime.MemoryLimitMB < 0 {
+		bad("runtime.memory_limit_mb %d must not be negative", c.Runtime.MemoryLimitMB)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -40,7 +40,7 @@ type service struct {
 	done   chan error
 }
 
-func newConfig(t *testing.T, dir string, extra string) *node.Config {
+func newConfig(t testing.TB, dir string, extra string) *node.Config {
 	t.Helper()
 	for _, name := range []string{"member0", "user0", "stranger"} {
 		if _, err := os.Stat(filepath.Join(dir, name+"_cert.pem")); err == nil {
