@@ -17,11 +17,17 @@ var (
 	benchStore *Store
 )
 
+// compactEvery is how often the commit benchmarks call Compact, as a node
+// does when a signature commits: without it the store would keep every
+// state the benchmark publishes, and measure the garbage collector.
+const compactEvery = 100
+
 func benchKey(i uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), i) }
 
 // preloaded returns a store holding benchKeys keys with 32-byte values in
 // map "bench", built once per test binary; benchmarks that write to it
-// write only keys in that range, so they keep its size.
+// write only keys in that range, so they keep its size, and compact as they
+// go (see compactEvery), so they keep its history short.
 func preloaded(b *testing.B) *Store {
 	b.Helper()
 	benchOnce.Do(func() {
@@ -37,6 +43,7 @@ func preloaded(b *testing.B) *Store {
 				panic(err)
 			}
 		}
+		s.Compact(s.Seqno())
 		benchStore = s
 	})
 	return benchStore
@@ -55,6 +62,7 @@ func BenchmarkCommitOneKey(b *testing.B) {
 	if _, err := small.Commit(tx, nil); err != nil {
 		b.Fatal(err)
 	}
+	small.Compact(small.Seqno())
 	for _, tc := range []struct {
 		name  string
 		store func() *Store
@@ -73,8 +81,12 @@ func BenchmarkCommitOneKey(b *testing.B) {
 				k := benchKey(r.Uint64N(tc.keys))
 				tx.Get("bench", k)
 				tx.Put("bench", k, value)
-				if _, err := s.Commit(tx, nil); err != nil {
+				seqno, err := s.Commit(tx, nil)
+				if err != nil {
 					b.Fatal(err)
+				}
+				if seqno%compactEvery == 0 {
+					s.Compact(seqno)
 				}
 			}
 		})
@@ -99,8 +111,12 @@ func BenchmarkCommitParallel(b *testing.B) {
 			tx := s.Begin()
 			tx.Get("bench", k)
 			tx.Put("bench", k, value)
-			if _, err := s.Commit(tx, func(ids.Seqno, *WriteSet) error { return nil }); err != nil {
+			seqno, err := s.Commit(tx, func(ids.Seqno, *WriteSet) error { return nil })
+			if err != nil {
 				b.Fatal(err)
+			}
+			if seqno%compactEvery == 0 {
+				s.Compact(seqno)
 			}
 		}
 	})

@@ -27,17 +27,37 @@
 // validation, for ledger replay and backups; Sequence assigns a seqno to an
 // entry that writes nothing, such as a signature.
 //
+// Rollback(to) republishes the state at seqno to and drops every later
+// one, for raft replacing the uncommitted suffix of the log; the next
+// Commit, Sequence or Apply takes seqno to+1 again. To allow it the store
+// keeps its history, the published states back to the compaction point,
+// in a ring buffer; Compact(committed) moves that point forward and
+// forgets older states. The history costs about the nodes that its commits
+// copied, so a node must compact as entries commit, or memory grows with
+// the ledger.
+//
 // # Invariants
 //
-//   - Seqnos are dense: each Commit, Sequence or Apply takes Seqno()+1.
-//   - A published state, its directory and its trees are never modified.
+//   - Seqnos are dense: each Commit, Sequence or Apply takes Seqno()+1,
+//     and Rollback(to) sets Seqno() to to, so seqnos after to are taken
+//     again, by entries with other contents.
+//   - The history holds exactly the states at seqnos [min(c, Seqno()),
+//     Seqno()], where c is the highest seqno given to Compact; its newest
+//     is the latest state. Rollback can restore any of them but none below
+//     c. A state dropped by Rollback is flagged and never published again.
+//   - A published state, its directory and its trees are never modified,
+//     but for the state's dropped flag, which Rollback sets under the mutex.
 //     Only the committer, under the mutex, clones a tree (btree's Clone must
 //     not run concurrently with itself) and only clones are written, before
 //     they are published.
 //   - Versions are seqnos, so each write of a key gives it a version no
-//     earlier state had. Hence a point read is still valid iff the key's
-//     version is unchanged, and a range read iff the range holds as many
-//     keys as at the snapshot and none newer than the snapshot.
+//     earlier state of its history had. Hence a point read is still valid
+//     iff the key's version is unchanged, and a range read iff the range
+//     holds as many keys as at the snapshot and none newer than the
+//     snapshot. Across a rollback a version can name two contents, so this
+//     holds only for a snapshot that is still part of the history: Commit
+//     refuses a transaction whose snapshot Rollback dropped
+//     (*RolledBackError, ErrRolledBack) before validating anything.
 //   - A map with no keys is absent from the directory.
 //   - Keys and values in the store are never modified: Put copies its
 //     arguments, and everything the store hands out (Get and Scan results,
@@ -49,10 +69,20 @@
 // # Concurrency
 //
 // Store methods are safe for concurrent use; readers (Begin, Store.Get, all
-// Tx reads) never block. Commit, Sequence and Apply are serialised and run
-// their seal callbacks one at a time in seqno order, while holding the
-// mutex: seal must be short and must not call Commit, Sequence or Apply. A Tx
-// belongs to one goroutine at a time. Validation runs under the mutex and
+// Tx reads) never block. Commit, Sequence, Apply, Rollback and Compact are
+// serialised by one mutex; the first three run their seal callbacks one at a
+// time in seqno order, while holding it: seal must be short and must not
+// call any of the five. A Tx belongs to one goroutine at a time.
+//
+// A rollback never changes what a Tx reads: its snapshot is immutable, so a
+// Tx begun before Rollback(to) keeps reading the state it began on. If that
+// state is after to, the Tx can no longer commit, even if it wrote nothing
+// or what it read is unchanged: it fails with ErrRolledBack, which Retry
+// does not retry (after a rollback the node is no longer the primary; its
+// caller decides). A Tx begun at or before to commits as usual, validated
+// against the restored history. A read-only Commit checks its snapshot
+// without the mutex, so a Rollback racing with it may not fail it: like
+// every result read at a seqno, it is final only once that seqno commits. Validation runs under the mutex and
 // costs a lookup per point read and a re-scan per range read, but nothing
 // when no other commit happened since the snapshot, and nothing for a map
 // whose tree did not change.

@@ -19,8 +19,17 @@ var (
 	ErrTxDone = errors.New("kv: transaction already finished")
 	// ErrForeignTx: the Tx was begun on a different Store.
 	ErrForeignTx = errors.New("kv: transaction belongs to another store")
-	// ErrSeqno: Apply was given a seqno other than Seqno()+1.
+	// ErrSeqno: Apply was given a seqno other than Seqno()+1, or Rollback
+	// one beyond Seqno().
 	ErrSeqno = errors.New("kv: out-of-order seqno")
+	// ErrCompacted: Rollback was asked for a state older than the
+	// compaction point, which the store no longer holds (see Compact).
+	ErrCompacted = errors.New("kv: state compacted")
+	// ErrRolledBack: a transaction's snapshot was dropped by Rollback. Nothing
+	// was applied. Retry does not re-run it: a rollback means the node's
+	// uncommitted entries were replaced, so the caller, not the store,
+	// decides what to do with the request.
+	ErrRolledBack = errors.New("kv: snapshot rolled back")
 	// ErrInvalidMapName: see ValidateMapName.
 	ErrInvalidMapName = errors.New("kv: invalid map name")
 	// ErrKeyTooLarge: a key exceeds MaxKeyLen.
@@ -86,6 +95,42 @@ func (e *SeqnoError) Error() string {
 
 // Is makes errors.Is(err, ErrSeqno) hold.
 func (e *SeqnoError) Is(target error) bool { return target == ErrSeqno }
+
+// RollbackError is the error returned by Rollback when the store does not
+// hold the state at To: it matches ErrCompacted when To is below Compacted
+// (the highest seqno given to Compact), ErrSeqno when To is beyond Seqno
+// (the store's latest seqno).
+type RollbackError struct {
+	To, Seqno, Compacted ids.Seqno
+}
+
+func (e *RollbackError) Error() string {
+	if e.To > e.Seqno {
+		return fmt.Sprintf("kv: cannot roll back to seqno %d: the store is at %d", e.To, e.Seqno)
+	}
+	return fmt.Sprintf("kv: cannot roll back to seqno %d: compacted up to %d", e.To, e.Compacted)
+}
+
+// Is makes errors.Is(err, ErrSeqno) or errors.Is(err, ErrCompacted) hold.
+func (e *RollbackError) Is(target error) bool {
+	if e.To > e.Seqno {
+		return target == ErrSeqno
+	}
+	return target == ErrCompacted
+}
+
+// RolledBackError is the ErrRolledBack returned by Commit for a transaction
+// whose snapshot, at ReadSeqno, was dropped by Rollback.
+type RolledBackError struct {
+	ReadSeqno ids.Seqno
+}
+
+func (e *RolledBackError) Error() string {
+	return fmt.Sprintf("kv: transaction's snapshot at seqno %d was rolled back; nothing applied", e.ReadSeqno)
+}
+
+// Is makes errors.Is(err, ErrRolledBack) hold.
+func (e *RolledBackError) Is(target error) bool { return target == ErrRolledBack }
 
 // DecodeError is the ErrMalformed returned by DecodeWriteSet: what is wrong
 // (Err) and the input offset where it was found.

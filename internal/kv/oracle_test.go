@@ -14,9 +14,10 @@ import (
 
 // This file holds the slow oracle: a naive model of the store (plain Go
 // maps, a full copy of the whole state per seqno, sorting on every scan,
-// read sets compared as exact key→version maps) and a driver that runs the
-// same operation sequence against the Store and the model, comparing every
-// result and every commit outcome.
+// read sets compared as exact key→version maps, rollback by truncating the
+// list of states) and a driver that runs the same operation sequence
+// against the Store and the model, comparing every result and every commit
+// outcome.
 
 type mItem struct {
 	value   []byte
@@ -44,14 +45,18 @@ type mRange struct {
 }
 
 type mTx struct {
-	snap   ids.Seqno
-	writes map[MapName]map[string]mWrite
-	points []mPoint
-	ranges []mRange
+	snap    ids.Seqno
+	state   mState // the state at snap, kept even if a rollback drops it
+	dropped bool   // a rollback dropped snap
+	writes  map[MapName]map[string]mWrite
+	points  []mPoint
+	ranges  []mRange
 }
 
 type model struct {
-	states []mState // states[s] is the state at seqno s
+	states    []mState // states[s] is the state at seqno s
+	compacted ids.Seqno
+	open      []*mTx // transactions not committed yet
 }
 
 func newModel() *model { return &model{states: []mState{{}}} }
@@ -60,14 +65,16 @@ func (md *model) seqno() ids.Seqno { return ids.Seqno(len(md.states) - 1) }
 func (md *model) latest() mState   { return md.states[len(md.states)-1] }
 
 func (md *model) begin() *mTx {
-	return &mTx{snap: md.seqno(), writes: map[MapName]map[string]mWrite{}}
+	tx := &mTx{snap: md.seqno(), state: md.latest(), writes: map[MapName]map[string]mWrite{}}
+	md.open = append(md.open, tx)
+	return tx
 }
 
 func (md *model) get(tx *mTx, m MapName, key []byte) ([]byte, bool) {
 	if w, ok := tx.writes[m][string(key)]; ok {
 		return w.value, !w.deleted
 	}
-	it, ok := md.states[tx.snap][m][string(key)]
+	it, ok := tx.state[m][string(key)]
 	tx.points = append(tx.points, mPoint{m: m, key: string(key), version: it.version})
 	return it.value, ok
 }
@@ -87,7 +94,7 @@ func (md *model) scan(tx *mTx, m MapName, start, end []byte, limit int) ([]Item,
 	if end != nil && bytes.Compare(start, end) >= 0 {
 		return nil, nil
 	}
-	snap := md.states[tx.snap][m]
+	snap := tx.state[m]
 	view := map[string]Item{}
 	for k, it := range snap {
 		view[k] = Item{Key: []byte(k), Value: it.value, Version: it.version}
@@ -193,16 +200,39 @@ func (md *model) apply(ws *WriteSet) {
 	md.states = append(md.states, next)
 }
 
-// commit returns the seqno and whether the commit conflicted.
-func (md *model) commit(tx *mTx) (ids.Seqno, bool) {
-	if !tx.hasWrites() {
-		return tx.snap, false
-	}
-	if !md.valid(tx) {
-		return 0, true
+// commit returns the seqno, or the error Commit must match: ErrRolledBack
+// if a rollback dropped tx's snapshot, else ErrConflict if its reads
+// changed.
+func (md *model) commit(tx *mTx) (ids.Seqno, error) {
+	md.open = slices.DeleteFunc(md.open, func(o *mTx) bool { return o == tx })
+	switch {
+	case tx.dropped:
+		return 0, ErrRolledBack
+	case !tx.hasWrites():
+		return tx.snap, nil
+	case !md.valid(tx):
+		return 0, ErrConflict
 	}
 	md.apply(tx.writeSet())
-	return md.seqno(), false
+	return md.seqno(), nil
+}
+
+// rollback returns the error Rollback(to) must match, or nil after
+// dropping the states after to and marking the transactions begun on them.
+func (md *model) rollback(to ids.Seqno) error {
+	switch {
+	case to > md.seqno():
+		return ErrSeqno
+	case to < md.compacted:
+		return ErrCompacted
+	}
+	md.states = md.states[:to+1]
+	for _, tx := range md.open {
+		if tx.snap > to {
+			tx.dropped = true
+		}
+	}
+	return nil
 }
 
 // chooser is the driver's source of decisions: seeded rand or fuzz input.
@@ -256,10 +286,18 @@ type pair struct {
 	m  *mTx
 }
 
+// oracleStats counts outcomes, so callers can check that a sequence
+// exercised each of them.
+type oracleStats struct {
+	commits, conflicts int
+	rollbacks          int // successful ones
+	refused            int // rollbacks refused: compacted or beyond Seqno
+	stale              int // commits refused because of a rollback
+}
+
 // runOracle drives s and a model with the same operations and fails t at
-// the first difference. It returns the number of commits and conflicts, so
-// callers can check the sequence exercised both.
-func runOracle(t testing.TB, c chooser) (commits, conflicts int) {
+// the first difference.
+func runOracle(t testing.TB, c chooser) (st oracleStats) {
 	s, md := NewStore(), newModel()
 	var open []pair
 	step := 0
@@ -268,7 +306,8 @@ func runOracle(t testing.TB, c chooser) (commits, conflicts int) {
 		t.Fatalf("step %d: "+format, append([]any{step}, args...)...)
 	}
 	for ; c.more(); step++ {
-		op := c.intn(20)
+		checkHistory(t, step, s, md, false)
+		op := c.intn(22)
 		if len(open) == 0 || op == 0 && len(open) < 5 {
 			open = append(open, pair{s.Begin(), md.begin()})
 			if open[len(open)-1].tx.ReadSeqno() != md.seqno() {
@@ -310,7 +349,7 @@ func runOracle(t testing.TB, c chooser) (commits, conflicts int) {
 				fail("HasWrites = %v, model %v", p.tx.HasWrites(), p.m.hasWrites())
 			}
 			wantWS := p.m.writeSet()
-			wantSeqno, wantConflict := md.commit(p.m)
+			wantSeqno, wantErr := md.commit(p.m)
 			sealed := false
 			seqno, err := s.Commit(p.tx, func(seqno ids.Seqno, ws *WriteSet) error {
 				sealed = true
@@ -321,17 +360,22 @@ func runOracle(t testing.TB, c chooser) (commits, conflicts int) {
 				return nil
 			})
 			switch {
-			case wantConflict && !errors.Is(err, ErrConflict):
-				fail("Commit = %d, %v; model conflicts", seqno, err)
-			case !wantConflict && (err != nil || seqno != wantSeqno):
+			case wantErr != nil && !errors.Is(err, wantErr):
+				fail("Commit = %d, %v; model fails with %v", seqno, err, wantErr)
+			case wantErr == ErrRolledBack && errors.Is(err, ErrConflict):
+				fail("Commit = %v, a conflict; model: rolled back", err)
+			case wantErr == nil && (err != nil || seqno != wantSeqno):
 				fail("Commit = %d, %v; model commits at %d", seqno, err, wantSeqno)
-			case sealed != (!wantConflict && p.m.hasWrites()):
-				fail("seal called = %v, model conflict %v, writes %v", sealed, wantConflict, p.m.hasWrites())
+			case sealed != (wantErr == nil && p.m.hasWrites()):
+				fail("seal called = %v, model error %v, writes %v", sealed, wantErr, p.m.hasWrites())
 			}
-			if wantConflict {
-				conflicts++
-			} else if p.m.hasWrites() {
-				commits++
+			switch {
+			case wantErr == ErrRolledBack:
+				st.stale++
+			case wantErr != nil:
+				st.conflicts++
+			case p.m.hasWrites():
+				st.commits++
 			}
 			open = slices.Delete(open, i, i+1)
 			compareLatest(t, step, s, md)
@@ -341,9 +385,9 @@ func runOracle(t testing.TB, c chooser) (commits, conflicts int) {
 			if err != nil || seqno != md.seqno() {
 				fail("Sequence = %d, %v; model %d", seqno, err, md.seqno())
 			}
-		default:
+		case op == 19:
 			// A replicated entry: a random write set applied without validation.
-			tx := md.begin()
+			tx := &mTx{writes: map[MapName]map[string]mWrite{}}
 			for range 1 + c.intn(3) {
 				m, key := oracleMaps[c.intn(len(oracleMaps))], oracleKey(c)
 				if c.intn(3) == 0 {
@@ -358,9 +402,57 @@ func runOracle(t testing.TB, c chooser) (commits, conflicts int) {
 			}
 			md.apply(ws)
 			compareLatest(t, step, s, md)
+		case op == 20:
+			// Mostly a few seqnos back; sometimes beyond the latest or below
+			// the compaction point.
+			seqno := md.seqno()
+			to := seqno + 1 - ids.Seqno(c.intn(int(min(seqno, 6))+2))
+			err, wantErr := s.Rollback(to), md.rollback(to)
+			if !errors.Is(err, wantErr) || (err == nil) != (wantErr == nil) {
+				fail("Rollback(%d) at %d, compacted %d = %v; model %v", to, seqno, md.compacted, err, wantErr)
+			}
+			if err != nil {
+				st.refused++
+			} else {
+				st.rollbacks++
+			}
+			compareLatest(t, step, s, md)
+			checkHistory(t, step, s, md, true)
+		default:
+			seqno := md.seqno()
+			to := seqno + 1 - ids.Seqno(c.intn(int(min(seqno, 8))+2))
+			s.Compact(to)
+			md.compacted = max(md.compacted, to)
+			checkHistory(t, step, s, md, true)
 		}
 	}
-	return commits, conflicts
+	return st
+}
+
+// checkHistory checks the store's history against the model: it holds the
+// states at [min(compacted, Seqno()), Seqno()], the newest being the
+// latest; full checks every slot.
+func checkHistory(t testing.TB, step int, s *Store, md *model, full bool) {
+	t.Helper()
+	h, cur := &s.history, s.cur.Load()
+	first := min(md.compacted, md.seqno())
+	if s.compacted != md.compacted || h.first() != first || h.n != int(md.seqno()-first)+1 || h.newest() != cur || cur.dropped.Load() {
+		t.Fatalf("step %d: history holds %d states from %d, compacted %d, newest is latest %v; model: from %d to %d, compacted %d",
+			step, h.n, h.first(), s.compacted, h.newest() == cur, first, md.seqno(), md.compacted)
+	}
+	if !full {
+		return
+	}
+	for seqno := first; seqno <= md.seqno(); seqno++ {
+		if st := h.at(seqno); st == nil || st.seqno != seqno || st.dropped.Load() {
+			t.Fatalf("step %d: history at %d holds %+v", step, seqno, st)
+		}
+	}
+	for i := h.n; i < len(h.ring); i++ {
+		if h.ring[h.slot(i)] != nil {
+			t.Fatalf("step %d: free history slot %d holds a state", step, h.slot(i))
+		}
+	}
 }
 
 // compareLatest checks every key of the universe and every map's full
@@ -461,10 +553,10 @@ func TestOracle(t *testing.T) {
 	}
 	for seed := range uint64(8) {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
-			commits, conflicts := runOracle(t, &randChooser{r: rand.New(rand.NewPCG(seed, 0x636f636f)), left: steps})
-			// The sequence must exercise both outcomes to mean anything.
-			if commits == 0 || conflicts == 0 {
-				t.Fatalf("%d commits and %d conflicts: the op mix no longer exercises both", commits, conflicts)
+			st := runOracle(t, &randChooser{r: rand.New(rand.NewPCG(seed, 0x636f636f)), left: steps})
+			// The sequence must exercise every outcome to mean anything.
+			if st.commits == 0 || st.conflicts == 0 || st.rollbacks == 0 || st.refused == 0 || st.stale == 0 {
+				t.Fatalf("%+v: the op mix no longer exercises every outcome", st)
 			}
 		})
 	}

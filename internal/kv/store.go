@@ -38,14 +38,19 @@ type namedTree struct {
 
 func lessNamed(a, b namedTree) bool { return a.name < b.name }
 
-// state is one published version of the whole store. It is immutable: a
-// commit builds a new state that shares every untouched map (and every
-// untouched node of the maps it touches) with its predecessor.
+// state is one published version of the whole store. It is immutable, but
+// for its dropped flag: a commit builds a new state that shares every
+// untouched map (and every untouched node of the maps it touches) with its
+// predecessor.
 type state struct {
 	seqno ids.Seqno
 	// maps holds only non-empty maps, so an absent map and an empty one are
 	// the same thing and two equal stores have equal directories.
 	maps *btree.BTreeG[namedTree]
+	// dropped is set, under mu, when Rollback removes this state from the
+	// store's history; it is never cleared. Commit reads it to refuse the
+	// transactions begun on such a state (see Rollback).
+	dropped atomic.Bool
 }
 
 func (st *state) tree(m MapName) *tree {
@@ -64,14 +69,22 @@ type Item struct {
 }
 
 // Store is the in-memory MVCC store. Readers never lock: Begin and Get load
-// the current state with one atomic read. Commit, Sequence and Apply are
-// serialised by one mutex and publish a new state atomically.
+// the current state with one atomic read. Commit, Sequence, Apply and
+// Rollback are serialised by one mutex, with Compact, and publish a new
+// state atomically.
 type Store struct {
-	// mu serialises the writers (Commit, Sequence, Apply): the seqno they
-	// assign, their seal callbacks, and every Clone and mutation of a tree
-	// (btree's Clone must not run concurrently with itself).
+	// mu serialises the writers (Commit, Sequence, Apply, Rollback,
+	// Compact): the seqno they assign, their seal callbacks, the history,
+	// and every Clone and mutation of a tree (btree's Clone must not run
+	// concurrently with itself).
 	mu  sync.Mutex
 	cur atomic.Pointer[state]
+
+	// history holds the states Rollback can restore, those at seqnos
+	// [min(compacted, Seqno()), Seqno()]; its newest is cur. compacted is
+	// the highest seqno given to Compact. Both are used only under mu.
+	history   history
+	compacted ids.Seqno
 
 	// Node free lists shared by all versions; used only under mu.
 	itemNodes *btree.FreeListG[*Item]
@@ -84,7 +97,7 @@ func NewStore() *Store {
 		itemNodes: btree.NewFreeListG[*Item](btree.DefaultFreeListSize),
 		dirNodes:  btree.NewFreeListG[namedTree](btree.DefaultFreeListSize),
 	}
-	s.cur.Store(&state{maps: btree.NewWithFreeListG(degree, lessNamed, s.dirNodes)})
+	s.publish(&state{maps: btree.NewWithFreeListG(degree, lessNamed, s.dirNodes)})
 	return s
 }
 
@@ -116,14 +129,16 @@ func (s *Store) Get(m MapName, key []byte) ([]byte, ids.Seqno, bool) {
 // ws) and, if seal succeeds, applies the write set at version seqno and
 // publishes it. All of this happens under the store's commit mutex, so seals
 // run one at a time in seqno order; seal may be nil, and must not call
-// Commit, Sequence or Apply, which would deadlock.
+// Commit, Sequence, Apply, Rollback or Compact, which would deadlock.
 //
 // Commit fails, applying nothing, with the error of tx's first rejected Put
-// or Delete (see Tx.Err), with a *ConflictError if something tx read changed
-// since its snapshot, or with seal's error wrapped. A Tx commits at most once,
+// or Delete (see Tx.Err), with a *RolledBackError if Rollback dropped tx's
+// snapshot, with a *ConflictError if something tx read changed since its
+// snapshot, or with seal's error wrapped. A Tx commits at most once,
 // whatever the outcome: later calls fail with ErrTxDone. A Tx without writes
 // commits trivially at its snapshot: no validation (its reads are one
-// consistent snapshot), no seal, no seqno; Commit returns tx.ReadSeqno().
+// consistent snapshot), no seal, no seqno; Commit returns tx.ReadSeqno(),
+// unless its snapshot was already rolled back.
 //
 // ws is shared with the store: seal must not modify or retain it beyond
 // encoding it.
@@ -139,6 +154,9 @@ func (s *Store) Commit(tx *Tx, seal func(seqno ids.Seqno, ws *WriteSet) error) (
 		return 0, tx.err
 	}
 	if !tx.wrote {
+		if tx.snap.dropped.Load() {
+			return 0, &RolledBackError{ReadSeqno: tx.snap.seqno}
+		}
 		return tx.snap.seqno, nil
 	}
 	// Built before taking the mutex: sorting and copying is the committer's
@@ -149,6 +167,11 @@ func (s *Store) Commit(tx *Tx, seal func(seqno ids.Seqno, ws *WriteSet) error) (
 	defer s.mu.Unlock()
 	cur := s.cur.Load()
 	if cur != tx.snap {
+		// The latest state is never dropped, so a transaction whose
+		// snapshot is still the latest needs neither check.
+		if tx.snap.dropped.Load() {
+			return 0, &RolledBackError{ReadSeqno: tx.snap.seqno}
+		}
 		if err := tx.validate(cur); err != nil {
 			return 0, err
 		}
@@ -159,7 +182,7 @@ func (s *Store) Commit(tx *Tx, seal func(seqno ids.Seqno, ws *WriteSet) error) (
 			return 0, fmt.Errorf("kv: seal of seqno %d failed, nothing applied: %w", seqno, err)
 		}
 	}
-	s.cur.Store(s.apply(cur, seqno, ws))
+	s.publish(s.apply(cur, seqno, ws))
 	return seqno, nil
 }
 
@@ -177,7 +200,7 @@ func (s *Store) Sequence(seal func(seqno ids.Seqno) error) (ids.Seqno, error) {
 			return 0, fmt.Errorf("kv: seal of seqno %d failed, nothing applied: %w", seqno, err)
 		}
 	}
-	s.cur.Store(&state{seqno: seqno, maps: cur.maps})
+	s.publish(&state{seqno: seqno, maps: cur.maps})
 	return seqno, nil
 }
 
@@ -197,8 +220,65 @@ func (s *Store) Apply(seqno ids.Seqno, ws *WriteSet) error {
 	if want := cur.seqno + 1; seqno != want {
 		return &SeqnoError{Got: seqno, Want: want}
 	}
-	s.cur.Store(s.apply(cur, seqno, ws))
+	s.publish(s.apply(cur, seqno, ws))
 	return nil
+}
+
+// Rollback restores the state published at seqno to, dropping every later
+// state, so that Seqno() == to and the next Commit, Sequence or Apply uses
+// seqno to+1: raft calls it when it replaces the uncommitted suffix of the
+// log. It fails, changing nothing, with a *RollbackError matching
+// ErrCompacted if to is below the compaction point (see Compact) and
+// ErrSeqno if to > Seqno(). Rollback(Seqno()) changes nothing.
+//
+// Transactions keep reading their snapshots, but one whose snapshot was
+// dropped cannot commit: its Commit fails with a *RolledBackError, even if
+// it wrote nothing. Its reads may have versions that later commits reuse
+// for other contents, so validation alone could not tell that they
+// changed. Rollback runs under the commit mutex and costs O(states dropped).
+func (s *Store) Rollback(to ids.Seqno) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.cur.Load()
+	if to > cur.seqno || to < s.compacted {
+		return &RollbackError{To: to, Seqno: cur.seqno, Compacted: s.compacted}
+	}
+	// Mark before unpublishing: a Begin racing with Rollback gets either a
+	// state that is already marked or the restored one.
+	for s.history.newest().seqno > to {
+		s.history.pop().dropped.Store(true)
+	}
+	s.cur.Store(s.history.newest())
+	return nil
+}
+
+// Compact lets the store forget the states older than seqno, normally the
+// committed seqno: afterwards Rollback can restore seqno but no earlier
+// state. It is monotonic: a seqno at or below an earlier one changes
+// nothing. A seqno beyond Seqno() is remembered: the states up to it are
+// forgotten as they are superseded. Compact runs under the commit mutex and
+// costs O(states forgotten); it bounds the store's memory by the states of
+// the uncommitted window (plus those that open transactions hold), so a
+// node must call it as entries commit.
+func (s *Store) Compact(seqno ids.Seqno) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seqno <= s.compacted {
+		return
+	}
+	s.compacted = seqno
+	s.history.dropBefore(min(seqno, s.cur.Load().seqno))
+}
+
+// publish makes st, whose seqno is Seqno()+1 (0 for the first state), the
+// latest state and records it in the history. Callers hold mu (NewStore:
+// or own the store alone).
+func (s *Store) publish(st *state) {
+	s.history.push(st)
+	if s.history.first() < s.compacted {
+		s.history.dropBefore(min(s.compacted, st.seqno))
+	}
+	s.cur.Store(st)
 }
 
 // apply returns cur with ws applied at version seqno. It clones only the

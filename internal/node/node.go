@@ -316,6 +316,7 @@ func (n *Node) replay() error {
 	}
 	n.durable.Store(uint64(n.ledger.DurableSeqno()))
 	n.committed.Store(uint64(lastSig))
+	n.store.Compact(lastSig)
 	if err := n.ledger.SetCommitted(lastSig); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}

@@ -181,6 +181,9 @@ func (n *Node) flushOnce(forceSign bool) error {
 	sig := n.sigs.lastAtOrBefore(durable)
 	if uint64(sig) > n.committed.Load() {
 		n.committed.Store(uint64(sig))
+		// Committed states can never be rolled back: let the store forget
+		// the ones before.
+		n.store.Compact(sig)
 		n.broadcastCommit()
 		if err := n.ledger.SetCommitted(sig); err != nil {
 			n.fail(err)
