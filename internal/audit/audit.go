@@ -52,6 +52,7 @@ type Report struct {
 func Verify(fsys vfs.FS, dir string, serviceCert *x509.Certificate) (*Report, error) {
 	rep := &Report{ServiceCert: serviceCert}
 	tree := merkle.New()
+	sawTx := false
 	err := ledger.ScanDir(fsys, dir, func(pos ledger.Position, e *ledger.Entry) error {
 		fail := func(err error, format string, args ...any) error {
 			return &Error{File: pos.File, Offset: pos.Offset, Seqno: e.Seqno, Reason: fmt.Sprintf(format, args...), Err: err}
@@ -63,11 +64,19 @@ func Verify(fsys vfs.FS, dir string, serviceCert *x509.Certificate) (*Report, er
 			if err != nil {
 				return fail(err, "public write set does not decode: %v", err)
 			}
-			if e.Seqno == 1 {
+			// The genesis transaction is the first transaction; raft's
+			// bootstrap configuration entries may come before it.
+			if !sawTx {
+				sawTx = true
 				if err := rep.checkGenesis(ws); err != nil {
 					return fail(err, "genesis: %v", err)
 				}
 			}
+			rep.Unsigned++
+		case ledger.KindRaft:
+			// Consensus entries (configuration changes, a new leader's
+			// empty entry) carry no write set; their leaf is covered like
+			// any other.
 			rep.Unsigned++
 		case ledger.KindSignature:
 			rec, err := ledger.UnmarshalSignatureRecord(e.Public)

@@ -192,3 +192,22 @@ func TestVerifyEmptyDir(t *testing.T) {
 		t.Fatalf("empty ledger: %v", err)
 	}
 }
+
+// Raft's configuration entries may precede the genesis transaction and sit
+// between transactions; they are covered by signatures like any entry.
+func TestVerifyRaftEntries(t *testing.T) {
+	svc := newIdentity(t)
+	w := newWriter(t)
+	w.append(&ledger.Entry{Kind: ledger.KindRaft, Public: []byte{ledger.RaftEmpty}})
+	w.genesis(svc)
+	w.append(&ledger.Entry{Kind: ledger.KindRaft, Public: []byte{ledger.RaftEmpty}})
+	w.sign(svc, nil)
+	w.close()
+	rep, err := audit.Verify(w.fs, "/ledger", svc.cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Entries != 4 || rep.Signatures != 1 || rep.Unsigned != 0 {
+		t.Fatalf("report %+v", rep)
+	}
+}

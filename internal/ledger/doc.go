@@ -9,7 +9,8 @@
 //	offset   size  field
 //	0        4     frame_len      u32 = 94 + P + Q (bytes after this field)
 //	4        1     version        u8 = 1            ┐
-//	5        1     kind           u8: 1 tx, 2 sig   │
+//	5        1     kind           u8: 1 tx, 2 sig,  │
+//	                              3 raft            │
 //	6        8     view           u64 ≥ 1           │ body:
 //	14       8     seqno          u64 ≥ 1           │ WriteSetDigest =
 //	22       4     pub_len        u32 = P           │ SHA-256(body)
@@ -28,6 +29,15 @@
 // A KindSignature entry's public part is a SignatureRecord: a CBOR map with
 // integer keys 0 (version = 1) … 7, in Core Deterministic Encoding, decoded
 // strictly (the input must re-encode to itself).
+//
+// The ledger is the raft log (seqno = raft index, view = raft term). A
+// KindRaft entry is one of raft's own entries, which carry no transaction:
+// its public part is the raft entry type byte (RaftEmpty: the new leader's
+// empty entry, nothing follows; RaftConfChangeV2: a marshalled ConfChangeV2
+// follows), its private part is empty and both digests are all zeros;
+// DecodeEntry and Validate enforce that. Raft entries that carry a
+// transaction or a signature are stored as that KindTx or KindSignature
+// entry, byte for byte. Package consensus converts between the two forms.
 //
 // # Files
 //
@@ -60,13 +70,14 @@
 // Exactly one goroutine appends (Append, under the node's commit lock) while
 // one syncer goroutine calls Sync and SetCommitted; Truncate may be called
 // from either of the two, Close from either once both are done; Read, Scan,
-// LastSeqno and DurableSeqno may be called from any goroutine at any time.
+// ReadRange, LastSeqno and DurableSeqno may be called from any goroutine at
+// any time.
 // Append only encodes into a memory buffer under a short lock; Sync swaps
 // that buffer for a spare one and does its I/O without the append lock, so
 // appends continue during write and fsync (group commit). Sync, SetCommitted,
 // Truncate and Close exclude one another. Entries become readable when Sync
 // has made them durable. Read and Scan take a read lock only to look up the
 // index; an open file being read is reference-counted, so committing a chunk
-// never closes a file under a reader. A Read or Scan racing a Truncate of the
-// entries it reads fails with ErrNotFound.
+// never closes a file under a reader. A Read, Scan or ReadRange racing a
+// Truncate of the entries it reads fails with ErrNotFound.
 package ledger

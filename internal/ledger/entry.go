@@ -24,9 +24,28 @@ const (
 	// KindSignature is a signature transaction: Public is an encoded
 	// SignatureRecord. A chunk file always ends on one.
 	KindSignature Kind = 2
+	// KindRaft is one of raft's own log entries, which carries no
+	// transaction: Public is [raft entry type u8] ‖ data (see RaftEmpty and
+	// RaftConfChangeV2), Private is empty and both digests are all zeros.
+	// Its Merkle leaf is still SHA-256(body) ‖ 0 ‖ 0, so signatures cover
+	// configuration changes too.
+	KindRaft Kind = 3
 )
 
-func (k Kind) valid() bool { return k == KindTx || k == KindSignature }
+// The raft entry types a KindRaft entry's first Public byte may hold. They
+// are raftpb.EntryType values; raftpb.EntryConfChange (1, the version 1
+// configuration change) is not used by Coco and is not allowed.
+const (
+	// RaftEmpty is an EntryNormal without data: the empty entry a new
+	// leader appends on election. Nothing follows the type byte.
+	RaftEmpty byte = 0
+	// RaftConfChangeV2 is an EntryConfChangeV2: the bytes after the type
+	// byte are a marshalled raftpb.ConfChangeV2, possibly none (the empty
+	// ConfChangeV2 leaves a joint configuration).
+	RaftConfChangeV2 byte = 2
+)
+
+func (k Kind) valid() bool { return k == KindTx || k == KindSignature || k == KindRaft }
 
 func (k Kind) String() string {
 	switch k {
@@ -34,6 +53,8 @@ func (k Kind) String() string {
 		return "tx"
 	case KindSignature:
 		return "signature"
+	case KindRaft:
+		return "raft"
 	}
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }
@@ -67,7 +88,8 @@ type Entry struct {
 	View  ids.View
 	Seqno ids.Seqno
 	// Public is, for KindTx, the encoded public write set; for
-	// KindSignature, an encoded SignatureRecord.
+	// KindSignature, an encoded SignatureRecord; for KindRaft, the raft
+	// entry type byte and its data.
 	Public []byte
 	// Private is the AES-256-GCM ciphertext, tag included, of the private
 	// write set; empty if there is none. The caller encrypts, authenticating
@@ -85,7 +107,8 @@ func (e *Entry) EncodedSize() int {
 }
 
 // Validate reports whether e can be appended to a ledger: a known kind, a
-// view and seqno of at least 1, and an encoded size within MaxEntrySize.
+// view and seqno of at least 1, an encoded size within MaxEntrySize, and,
+// for KindRaft, the rules of raftRule.
 func (e *Entry) Validate() error {
 	switch {
 	case !e.Kind.valid():
@@ -97,7 +120,32 @@ func (e *Entry) Validate() error {
 	case len(e.Public) > MaxEntrySize || len(e.Private) > MaxEntrySize || e.EncodedSize() > MaxEntrySize:
 		return fmt.Errorf("%w: encoded size %d exceeds %d bytes", ErrInvalidEntry, e.EncodedSize(), MaxEntrySize)
 	}
+	if reason := e.raftRule(); reason != "" {
+		return fmt.Errorf("%w: %s", ErrInvalidEntry, reason)
+	}
 	return nil
+}
+
+// raftRule returns why e breaks the rules of a KindRaft entry, or "" if it
+// keeps them (or is of another kind): Public is a known raft entry type byte
+// (RaftEmpty with nothing after it, or RaftConfChangeV2), Private is empty,
+// both digests are all zeros.
+func (e *Entry) raftRule() string {
+	switch {
+	case e.Kind != KindRaft:
+		return ""
+	case len(e.Public) == 0:
+		return "raft entry without a type byte"
+	case e.Public[0] != RaftEmpty && e.Public[0] != RaftConfChangeV2:
+		return fmt.Sprintf("raft entry of unknown type %d", e.Public[0])
+	case e.Public[0] == RaftEmpty && len(e.Public) != 1:
+		return fmt.Sprintf("empty raft entry with %d data bytes", len(e.Public)-1)
+	case len(e.Private) != 0:
+		return "raft entry with a private part"
+	case e.CommitEvidenceDigest != [32]byte{} || e.ClaimsDigest != [32]byte{}:
+		return "raft entry with a nonzero digest"
+	}
+	return ""
 }
 
 // appendHeader appends version ‖ kind ‖ view ‖ seqno ‖ pub_len.
@@ -228,5 +276,8 @@ func DecodeEntry(b []byte) (Entry, int, error) {
 	}
 	copy(e.CommitEvidenceDigest[:], b[privEnd:])
 	copy(e.ClaimsDigest[:], b[privEnd+32:])
+	if reason := e.raftRule(); reason != "" {
+		return Entry{}, 0, corruptf("%s", reason)
+	}
 	return e, n, nil
 }

@@ -200,9 +200,10 @@ func TestDecodeRejectsWellChecksummedNonsense(t *testing.T) {
 	}
 	base := goldenEntry().AppendBinary(nil)
 	edits := map[string]func(b []byte){
-		"version 2":        func(b []byte) { b[offVersion] = 2 },
-		"kind 0":           func(b []byte) { b[offKind] = 0 },
-		"kind 3":           func(b []byte) { b[offKind] = 3 },
+		"version 2": func(b []byte) { b[offVersion] = 2 },
+		"kind 0":    func(b []byte) { b[offKind] = 0 },
+		"kind 3 (raft) with a private part and digests": func(b []byte) { b[offKind] = 3 },
+		"kind 4":           func(b []byte) { b[offKind] = 4 },
 		"view 0":           func(b []byte) { clear(b[offView : offView+8]) },
 		"seqno 0":          func(b []byte) { clear(b[offSeqno : offSeqno+8]) },
 		"pub_len too big":  func(b []byte) { binary.BigEndian.PutUint32(b[offPubLen:], 1000) },
@@ -245,7 +246,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestKindString(t *testing.T) {
-	for k, want := range map[Kind]string{KindTx: "tx", KindSignature: "signature", 7: "Kind(7)"} {
+	for k, want := range map[Kind]string{KindTx: "tx", KindSignature: "signature", KindRaft: "raft", 7: "Kind(7)"} {
 		if k.String() != want {
 			t.Errorf("%d.String() = %q, want %q", k, k.String(), want)
 		}
@@ -256,6 +257,10 @@ func FuzzDecodeEntry(f *testing.F) {
 	f.Add(goldenEntry().AppendBinary(nil))
 	f.Add(genEntry(5, 1, 1).AppendBinary(genEntry(5, 2, 1).AppendBinary(nil)))
 	f.Add((&Entry{Kind: KindSignature, View: 1, Seqno: 1}).AppendBinary(nil))
+	f.Add(goldenRaftEntry().AppendBinary(nil))
+	f.Add((&Entry{Kind: KindRaft, View: 2, Seqno: 9, Public: []byte{RaftConfChangeV2, 0x12, 0x04, 0x08, 0x00, 0x10, 0x01}}).AppendBinary(nil))
+	f.Add((&Entry{Kind: KindRaft, View: 2, Seqno: 9, Public: []byte{RaftConfChangeV2}}).AppendBinary(nil))
+	f.Add((&Entry{Kind: KindRaft, View: 2, Seqno: 9, Public: []byte{RaftEmpty}, ClaimsDigest: [32]byte{1}}).AppendBinary(nil))
 	f.Add([]byte{})
 	f.Add(make([]byte, 200))
 	f.Add([]byte{0, 0, 0, 94, 1, 1})

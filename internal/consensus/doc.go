@@ -1,0 +1,97 @@
+// Package consensus is Coco's glue to etcd raft (go.etcd.io/raft/v3): for
+// now, the raft log storage over the ledger (docs/replication.md §1).
+//
+// # The ledger is the raft log
+//
+// Raft index = ledger seqno and raft term = ledger view; every raft entry
+// is one ledger entry and back (ToLedger, ToRaft):
+//
+//	raft entry                      ledger entry
+//	EntryNormal with data           KindTx or KindSignature: Data is the whole framed
+//	                                entry, bytes as the primary wrote them; a backup
+//	                                appends them unchanged, so chunks are byte-identical
+//	EntryNormal without data        KindRaft, Public = [ledger.RaftEmpty]
+//	EntryConfChangeV2               KindRaft, Public = [ledger.RaftConfChangeV2] ‖ Data
+//
+// EntryConfChange (version 1) is refused: Coco proposes ConfChangeV2 only.
+//
+// Storage implements raft.Storage: Entries reads durable entries from the
+// ledger (raft keeps the not yet persisted tail in its own unstable log and
+// never asks for it), Term answers from an in-memory index of term runs,
+// FirstIndex is 1 and Snapshot is empty (no snapshots yet), LastIndex is
+// the ledger's durable seqno. HardState (term, vote, commit) lives in the
+// file StateFileName (29 bytes: version 1 ‖ term ‖ vote ‖ commit, u64
+// big-endian, ‖ CRC-32C), replaced with vfs.WriteFileAtomic.
+//
+// # Configuration: bootstrap and restart
+//
+// Raft's RawNode takes its configuration (ConfState) from InitialState and
+// requires it to be the configuration in force at Config.Applied. Coco
+// derives it from the ledger instead of storing it: InitialState replays
+// the EntryConfChangeV2 entries up to the HardState's commit index, in
+// order, with raft's confchange package, from the empty configuration. So
+// the node must start the RawNode with Config.Applied = HardState.Commit:
+// at start it rebuilds its own state from the ledger entries up to that
+// index, raft hands out only the entries committed after it, and the node
+// applies their configuration changes with RawNode.ApplyConfChange, as
+// usual. Nothing but the ledger knows the membership, and every
+// configuration change, the initial one included, is under the next
+// signature's Merkle root.
+//
+// Genesis: Storage.Bootstrap(voters...) on the empty Storage of every
+// founding node (the same voters, so the same bytes) writes one
+// configuration change entry per voter at term 1 (raft changes at most one
+// voter per simple change) and HardState{Term: 1, Commit: len(voters)},
+// durably (a crash part-way leaves a prefix of them and no HardState;
+// Bootstrap again completes it). Then, exactly as on every restart:
+// OpenStorage → InitialState → raft.NewRawNode(Config{Storage: s,
+// Applied: hs.Commit}). A one-node
+// cluster calls Campaign and is leader at term 2 at once. RawNode.Bootstrap
+// (and raft.StartNode with peers) is not used: it fakes committed but
+// unpersisted version 1 entries. A joining node opens an empty Storage
+// without bootstrapping; the leader sends it the log from index 1 and it
+// learns the membership from the committed configuration changes.
+//
+// # Invariants
+//
+//   - The index (LastIndex, Term) describes exactly the ledger's durable
+//     entries 1 … DurableSeqno; the Storage is the ledger's only writer.
+//   - Persistence order, per Ready: Append (truncate a conflicting suffix,
+//     durable on return; append; one fsync) and then SetHardState (durable
+//     on return), then the Ready's messages may be sent. So the HardState
+//     on disk is never ahead of the ledger: its commit index is at most the
+//     last durable seqno (checked by SetHardState and again by
+//     OpenStorage, which refuses a ledger behind it: ErrLedgerBehind). The
+//     log may be ahead of the HardState after a crash between the two
+//     (entries of a newer term than the saved one), which raft tolerates
+//     since no message depending on them was sent.
+//   - A crash keeps everything made durable before it: entries up to the
+//     last completed Append (a crash during a truncation leaves a prefix of
+//     the log), and the last completed SetHardState.
+//   - Truncation never cuts committed entries, neither those at or below
+//     the saved HardState's commit index nor those the ledger knows
+//     committed (ledger.Truncate refuses): such an Append means a broken
+//     leader, and the Storage fails (ErrFailed wrapping
+//     ledger.ErrCommittedTruncation).
+//   - After a failed write the Storage is failed for good (ErrFailed): it
+//     no longer knows what is durable, and raft's in-memory state has
+//     moved on. The node must stop, reopen ledger and Storage, and restart
+//     raft from them.
+//   - raft.ErrCompacted and raft.ErrUnavailable are returned unwrapped:
+//     raft compares them with ==.
+//
+// # Concurrency
+//
+// The goroutine driving the RawNode calls Append and SetHardState (the
+// writers; they are also serialised internally, with Bootstrap). Any
+// goroutine may call the read methods — InitialState, Entries, Term,
+// LastIndex, FirstIndex, Snapshot, HardState — at any time, concurrently
+// with each other and with a writer: RawNode calls (Step, Propose) made
+// while a Ready is being persisted read the Storage. Writers do their I/O
+// holding only the writer lock and publish under an RWMutex that readers
+// hold, shared, across their ledger reads. Readers see the log as of the
+// last completed Append: entries being appended become visible when they
+// are durable, and a conflicting suffix disappears when the Append that
+// replaces it starts (before the ledger is cut). Entries returned by
+// Entries are the caller's and are never modified.
+package consensus
