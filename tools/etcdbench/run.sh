@@ -18,7 +18,8 @@ set -euo pipefail
 
 ROUNDS="${ROUNDS:-3}"
 CLIENTS="${CLIENTS:-64}"
-CONNS="${CONNS:-8}"           # connections: gRPC for etcd, HTTP/2 for coco (coco's default: 8 clients each)
+CONNS="${CONNS:-8}"           # etcd's gRPC connections (coco: one HTTP/1.1 connection per client; COCO_HTTP2=1 shares CONNS HTTP/2 ones)
+COCO_HTTP2="${COCO_HTTP2:-0}"
 DURATION="${DURATION:-10s}"   # in seconds ("10s"); warm-up included (both tools: 10% of it, at most 1s)
 SIZE="${SIZE:-100}"
 CROSSCHECK="${CROSSCHECK:-1}"
@@ -182,8 +183,10 @@ run_coco() { # run_coco ROUND
   local node s0 t0 t1
   node="$(grep -o '"pid": *[0-9]*' "$ws/sandbox.json" | head -1 | grep -o '[0-9]*$' || pgrep -P "$pid" | head -1)"
   s0="$(cpu_s "$node")" t0="$(now_s)"
+  local proto=()
+  if [ "$COCO_HTTP2" = 1 ]; then proto=(--http2 --clients-per-conn $(((CLIENTS + CONNS - 1) / CONNS))); fi
   { time timeout 120 "$TMP/coco" bench --workspace "$ws" --clients "$CLIENTS" --duration "$DURATION" --size "$SIZE" \
-    --clients-per-conn $(((CLIENTS + CONNS - 1) / CONNS)) --json >"$TMP/$name.json" 2>"$TMP/$name.err"; } 2>"$TMP/$name.client_cpu"
+    "${proto[@]}" --json >"$TMP/$name.json" 2>"$TMP/$name.err"; } 2>"$TMP/$name.client_cpu"
   t1="$(now_s)"
   record_cpu "$name" "$(cpu_s "$node")" "$s0" "$t0" "$t1"
   local addr
