@@ -8,7 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 
-	"github.com/fxamacker/cbor/v2"
+	"github.com/cocoledger/coco/internal/detcbor"
 )
 
 // Measurement is a platform-specific identity of the code running in a
@@ -101,38 +101,12 @@ type bundleWire struct {
 }
 
 var (
-	detEnc = mustEncMode()
+	detEnc = detcbor.EncMode(true) // nil endorsements encode as []
 	// strictDec refuses what deterministic CBOR never contains; what it
 	// tolerates beyond that (non-minimal lengths, unsorted or missing keys)
 	// is caught by the re-encode comparison in each decoder.
-	strictDec = mustDecMode()
+	strictDec = detcbor.DecMode(detcbor.Limits{MaxNestedLevels: 4, MaxArrayElements: MaxEndorsements, MaxMapPairs: 16})
 )
-
-func mustEncMode() cbor.EncMode {
-	o := cbor.CoreDetEncOptions()
-	o.NilContainers = cbor.NilContainerAsEmpty // nil endorsements encode as []
-	m, err := o.EncMode()
-	if err != nil {
-		panic(err) // static options: cannot fail
-	}
-	return m
-}
-
-func mustDecMode() cbor.DecMode {
-	m, err := cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		IndefLength:       cbor.IndefLengthForbidden,
-		TagsMd:            cbor.TagsForbidden,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-		MaxNestedLevels:   4,
-		MaxArrayElements:  MaxEndorsements,
-		MaxMapPairs:       16,
-	}.DecMode()
-	if err != nil {
-		panic(err) // static options: cannot fail
-	}
-	return m
-}
 
 func validPlatformName(s string) bool {
 	if s == "" || len(s) > MaxPlatformNameLen || s[0] == '-' {

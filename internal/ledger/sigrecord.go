@@ -4,8 +4,7 @@ import (
 	"bytes"
 	"fmt"
 
-	"github.com/fxamacker/cbor/v2"
-
+	"github.com/cocoledger/coco/internal/detcbor"
 	"github.com/cocoledger/coco/internal/ids"
 )
 
@@ -44,33 +43,9 @@ type sigRecordWire struct {
 }
 
 var (
-	sigEnc = mustEncMode()
-	sigDec = mustDecMode()
+	sigEnc = detcbor.EncMode(false)
+	sigDec = detcbor.DecMode(detcbor.Limits{MaxNestedLevels: 4, MaxArrayElements: 16, MaxMapPairs: 16})
 )
-
-func mustEncMode() cbor.EncMode {
-	m, err := cbor.CoreDetEncOptions().EncMode()
-	if err != nil {
-		panic(err) // static options: cannot fail
-	}
-	return m
-}
-
-func mustDecMode() cbor.DecMode {
-	m, err := cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		IndefLength:       cbor.IndefLengthForbidden,
-		TagsMd:            cbor.TagsForbidden,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-		MaxNestedLevels:   4,
-		MaxArrayElements:  16,
-		MaxMapPairs:       16,
-	}.DecMode()
-	if err != nil {
-		panic(err) // static options: cannot fail
-	}
-	return m
-}
 
 func (r *SignatureRecord) validate() error {
 	switch {

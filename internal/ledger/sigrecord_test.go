@@ -88,7 +88,7 @@ func wireMap() map[uint64]any {
 
 func encodeMap(t *testing.T, m map[uint64]any) []byte {
 	t.Helper()
-	b, err := mustEncMode().Marshal(m)
+	b, err := sigEnc.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
 	}
