@@ -1,0 +1,122 @@
+package transport
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// DefaultQueueLen is the per-peer queue length when none is configured.
+const DefaultQueueLen = 4096
+
+// Handler receives messages for the local raft node. The consensus layer
+// calls RawNode.Step for each under its own lock. Calls may be concurrent
+// (one per sending peer) and must not block for long: the sender waits
+// for the call to return before it sends its next batch. ctx is cancelled
+// when the sender goes away or the transport closes. The messages are the
+// handler's to keep.
+type Handler func(ctx context.Context, msgs []raftpb.Message)
+
+// Peer is a raft node the transport sends to: its raft id (see RaftID)
+// and its node_address (host:port).
+type Peer struct {
+	ID      uint64
+	Address string
+}
+
+// Transport carries raft messages between nodes.
+type Transport interface {
+	// Send queues msgs for their recipients (msg.To) and returns at once.
+	// A message to an unknown peer, or that finds its peer's queue full,
+	// is dropped and counted: raft retransmits. The caller must not
+	// modify the messages after Send (raft does not).
+	Send(msgs []raftpb.Message)
+	// SetPeers replaces the set of peers. The local node may be listed (it
+	// is skipped). A removed peer's queue is stopped before SetPeers
+	// returns and its queued messages are counted as dropped; a peer whose
+	// address changed is removed and added again.
+	SetPeers(peers []Peer)
+	// Stats returns the counters since the transport was made.
+	Stats() Stats
+	// Close stops every goroutine the transport started and returns when
+	// they have exited. It is idempotent; Send after Close drops.
+	Close() error
+}
+
+// Stats are a transport's counters, for metrics and tests. They only grow.
+type Stats struct {
+	// Peers holds the counters per raft id of every node messages were
+	// sent to or received from, including unknown and removed ones.
+	Peers map[uint64]PeerStats
+	// InboundHandshakeFailures counts inbound connections refused during
+	// the TLS handshake (no certificate, a certificate the service did not
+	// endorse, no HTTP/2, a broken handshake): there is no raft id to
+	// charge them to.
+	InboundHandshakeFailures uint64
+}
+
+// PeerStats are the counters for one peer.
+type PeerStats struct {
+	// Sent counts messages the peer acknowledged (TLS: answered 204 after
+	// its handler returned; mem: handed to its handler).
+	Sent uint64
+	// Dropped counts messages to the peer that were not delivered: unknown
+	// peer, full queue, too large, failed or refused request, peer removed
+	// or transport closed (mem: partition, random drop, peer gone).
+	Dropped uint64
+	// Received counts messages from the peer handed to the local Handler.
+	Received uint64
+	// RefusedBatches counts batches from the peer that were refused
+	// whole: malformed, a message From another node (ErrSpoofedSender) or
+	// To another node (ErrMisdirected).
+	RefusedBatches uint64
+	// HandshakeFailures counts connections to the peer refused because its
+	// certificate is not endorsed by the service or names another raft id.
+	HandshakeFailures uint64
+}
+
+// counters are one peer's live counters.
+type counters struct {
+	sent, dropped, received, refused, handshake atomic.Uint64
+}
+
+// statsTable holds the counters of every peer ever seen. Its entries are
+// never removed: counters only grow, and the ids come from the local raft
+// node (To) or from endorsed certificates (From), so they are few.
+type statsTable struct {
+	mu      sync.Mutex
+	peers   map[uint64]*counters
+	inbound atomic.Uint64
+}
+
+func (s *statsTable) get(id uint64) *counters {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.peers[id]
+	if !ok {
+		if s.peers == nil {
+			s.peers = make(map[uint64]*counters)
+		}
+		c = new(counters)
+		s.peers[id] = c
+	}
+	return c
+}
+
+func (s *statsTable) snapshot() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := Stats{Peers: make(map[uint64]PeerStats, len(s.peers)), InboundHandshakeFailures: s.inbound.Load()}
+	for id, c := range s.peers {
+		out.Peers[id] = PeerStats{
+			Sent:              c.sent.Load(),
+			Dropped:           c.dropped.Load(),
+			Received:          c.received.Load(),
+			RefusedBatches:    c.refused.Load(),
+			HandshakeFailures: c.handshake.Load(),
+		}
+	}
+	return out
+}
