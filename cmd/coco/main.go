@@ -1,5 +1,3 @@
-// Command coco is the single Coco binary: node, sandbox, keygen, ledger
-// audit, receipt verification and benchmarks.
 package main
 
 import (
