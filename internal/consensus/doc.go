@@ -1,5 +1,6 @@
-// Package consensus is Coco's glue to etcd raft (go.etcd.io/raft/v3): for
-// now, the raft log storage over the ledger (docs/replication.md §1).
+// Package consensus is Coco's glue to etcd raft (go.etcd.io/raft/v3): the
+// raft log storage over the ledger (docs/replication.md §1) and the Replica
+// that drives a RawNode over it.
 //
 // # The ledger is the raft log
 //
@@ -51,6 +52,40 @@
 // unpersisted version 1 entries. A joining node opens an empty Storage
 // without bootstrapping; the leader sends it the log from index 1 and it
 // learns the membership from the committed configuration changes.
+//
+// # Replica
+//
+// Replica drives one RawNode over a Storage and a transport.Transport. It
+// starts no goroutine: the caller ticks it (Tick), hands it the messages
+// the transport receives (Step is a transport.Handler) and runs its Ready
+// loop (ProcessReady while HasReady). The node does that from a ticker and
+// a loop; tests do it in explicit rounds over a transport.MemNetwork, so
+// whole networks run deterministically in one goroutine.
+//
+// ProcessReady handles one Ready in the persistence order of Invariants (Append,
+// SetHardState, then Transport.Send), applies committed configuration
+// changes (RawNode.ApplyConfChange), Advances, and then, without the lock,
+// calls OnRoleChange and OnCommit(commit) — in order, since ProcessReady
+// calls are serialised. A failed write fails the Replica for good
+// (ErrReplicaFailed): restart from the ledger.
+//
+// Propose(e) takes a KindTx or KindSignature ledger entry and checks the
+// coupling of kv seqnos and raft indices (docs/replication.md §2): RawNode
+// does not return the index it assigns, so the Replica tracks raft's last
+// index (its proposals plus the entries of each Ready, which include the
+// empty entry of an election) and refuses e unless e.View is the current
+// term of a leadership whose Ready has been processed (*NotPrimaryError,
+// ErrNotPrimary) and e.Seqno is that last index + 1 (*StaleSeqnoError,
+// ErrStaleSeqno). Leadership counts from the Ready that reports it, not
+// from raft's live state: raft delivers a node's vote for itself during
+// Advance, so it can become leader with its empty entry still to come in
+// the next Ready.
+//
+// In this first version every RawNode call is made under one mutex, which
+// ProcessReady also holds across its disk writes: simple and correct, but
+// Step and Propose wait for an fsync. The design's split (Ready and
+// Advance under the mutex, persist and send outside it) comes when the
+// node integrates and shares the lock with the kv commit path.
 //
 // # Invariants
 //

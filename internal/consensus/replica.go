@@ -1,0 +1,486 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/cocoledger/coco/internal/ledger"
+	"github.com/cocoledger/coco/internal/transport"
+)
+
+// Default timing of a Replica, in ticks (the caller's Tick calls).
+const (
+	DefaultElectionTicks  = 10
+	DefaultHeartbeatTicks = 1
+)
+
+// Raft flow control of a Replica: a follower catching up gets at most
+// maxSizePerMsg bytes of entries per append message and at most
+// maxInflightMsgs unacknowledged append messages.
+const (
+	maxSizePerMsg   = 1 << 20
+	maxInflightMsgs = 256
+)
+
+var (
+	// ErrNotPrimary reports a proposal made to a replica that is not the
+	// leader of the entry's view, or not yet a leader whose election entry
+	// has been processed (see Replica.Propose). Every *NotPrimaryError
+	// matches it. The caller rolls back and the client retries.
+	ErrNotPrimary = errors.New("consensus: not primary")
+	// ErrStaleSeqno reports a proposal whose seqno is not the leader's next
+	// raft index: the kv and the raft log no longer agree on the next
+	// seqno. Every *StaleSeqnoError matches it.
+	ErrStaleSeqno = errors.New("consensus: proposal seqno is not the next raft index")
+	// ErrReplicaFailed marks every error a Replica returns after persisting
+	// a Ready failed: raft's in-memory state has moved past what is on
+	// disk, so the replica refuses all work. The node must stop and
+	// restart from the ledger (OpenStorage, NewReplica). It wraps the
+	// original cause.
+	ErrReplicaFailed = errors.New("consensus: replica failed")
+	// ErrReplicaConfig reports an invalid ReplicaConfig.
+	ErrReplicaConfig = errors.New("consensus: invalid replica config")
+)
+
+// NotPrimaryError is the ErrNotPrimary of a refused proposal.
+type NotPrimaryError struct {
+	View   uint64 // the entry's view
+	Term   uint64 // the replica's current raft term
+	Leader uint64 // raft id of the leader this replica knows (0: none)
+	Err    error  // raft's reason when raft dropped the proposal (raft.ErrProposalDropped); may be nil
+}
+
+func (e *NotPrimaryError) Error() string {
+	s := fmt.Sprintf("consensus: not primary for view %d (term %d, leader %d)", e.View, e.Term, e.Leader)
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap makes every NotPrimaryError match ErrNotPrimary, and Err.
+func (e *NotPrimaryError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrNotPrimary}
+	}
+	return []error{ErrNotPrimary, e.Err}
+}
+
+// StaleSeqnoError is the ErrStaleSeqno of a refused proposal.
+type StaleSeqnoError struct {
+	Seqno uint64 // the entry's seqno
+	Want  uint64 // raft's next index
+}
+
+func (e *StaleSeqnoError) Error() string {
+	return fmt.Sprintf("consensus: proposal at seqno %d, but raft's next index is %d", e.Seqno, e.Want)
+}
+
+func (e *StaleSeqnoError) Unwrap() error { return ErrStaleSeqno }
+
+// ReplicaConfig configures a Replica.
+type ReplicaConfig struct {
+	// ID is this node's raft id (transport.RaftID of its node id); not 0.
+	ID uint64
+	// Storage is the node's opened (and, at genesis, bootstrapped) raft
+	// storage. The Replica is its only writer from now on.
+	Storage *Storage
+	// Transport sends this replica's messages. Its Handler, for incoming
+	// messages, must call Replica.Step.
+	Transport transport.Transport
+	// Logger receives the replica's and raft's logs; nil is slog.Default().
+	Logger *slog.Logger
+	// ElectionTicks is raft's election timeout in ticks (randomised by
+	// raft between it and twice it); 0 is DefaultElectionTicks.
+	ElectionTicks int
+	// HeartbeatTicks is the leader's heartbeat interval in ticks; 0 is
+	// DefaultHeartbeatTicks. It must be below ElectionTicks.
+	HeartbeatTicks int
+	// OnCommit is called (from ProcessReady, in order, without the
+	// replica's lock held) with raft's new commit index after the entries
+	// up to it are durable locally and raft has handed them out (their
+	// configuration changes applied). The values strictly increase. An
+	// index at or below the HardState's commit at NewReplica is never
+	// reported: the node rebuilt its state from the ledger up to there.
+	OnCommit func(commit uint64)
+	// OnRoleChange is called (like OnCommit, before it for the same Ready)
+	// when this replica becomes leader or stops being leader, with the
+	// term. When it reports leader = true, the leader's empty entry is
+	// already accounted for and Propose accepts entries of that view.
+	OnRoleChange func(leader bool, term uint64)
+}
+
+// ReplicaStatus is a snapshot of a Replica's raft state.
+type ReplicaStatus struct {
+	ID     uint64
+	Term   uint64 // current term (= view)
+	Commit uint64 // raft's commit index (may be ahead of what OnCommit reported)
+	// Applied is the last commit index reported through OnCommit (or the
+	// HardState's commit at NewReplica).
+	Applied uint64
+	Leader  uint64         // known leader's raft id; 0 if none
+	Role    raft.StateType // follower, candidate, pre-candidate or leader
+	// LastIndex is raft's last index as the replica tracks it: the last
+	// index of the processed Readies plus the proposals made since. On a
+	// leader that may Propose (Primary), the next proposal's seqno is
+	// LastIndex+1; on any other replica it may lag raft's unstable log.
+	LastIndex uint64
+	// Primary says whether Propose accepts entries of view Term: the
+	// replica is leader and has processed the Ready of its election.
+	Primary bool
+}
+
+// Replica drives one raft.RawNode over a Storage and a Transport: the
+// consensus half of a Coco node (docs/replication.md §1–§2).
+//
+// It starts no goroutine: the caller drives time (Tick), feeds incoming
+// messages (Step, the transport's Handler) and runs the Ready loop
+// (ProcessReady), so tests are deterministic and the node decides its own
+// loop. Every RawNode call is made under one mutex. In this first version
+// ProcessReady also holds it across the disk writes of a Ready (Append,
+// SetHardState): simple and obviously correct, but a Step or Propose waits
+// for an fsync. The design's split — take the Ready under the mutex,
+// persist and send outside it, Advance under it again — comes when the
+// node integrates and the kv commit path shares the lock.
+type Replica struct {
+	id        uint64
+	s         *Storage
+	tr        transport.Transport
+	log       *slog.Logger
+	onCommit  func(uint64)
+	onRole    func(bool, uint64)
+	readyMu   sync.Mutex // serialises ProcessReady, so callbacks are in order
+	mu        sync.Mutex // guards everything below
+	rn        *raft.RawNode
+	last      uint64 // raft's last index, as tracked (see ReplicaStatus.LastIndex)
+	applied   uint64 // last commit index handed out and reported
+	term      uint64 // raft's term as of the last processed Ready (its HardState)
+	leader    bool   // leadership as of the last processed Ready (its SoftState)
+	primaryAt uint64 // term of the leadership the processed Readies show; 0 if not leader
+	err       error  // sticky: wraps ErrReplicaFailed
+}
+
+// NewReplica starts raft on cfg.Storage: RawNode with PreVote and
+// CheckQuorum on and Config.Applied = HardState.Commit (the node rebuilds
+// its state from the ledger up to the commit index; see the package doc).
+// The replica starts as a follower; a one-node cluster calls Campaign.
+func NewReplica(cfg ReplicaConfig) (*Replica, error) {
+	switch {
+	case cfg.ID == 0:
+		return nil, fmt.Errorf("%w: raft id 0 is raft's \"none\"", ErrReplicaConfig)
+	case cfg.Storage == nil:
+		return nil, fmt.Errorf("%w: no Storage", ErrReplicaConfig)
+	case cfg.Transport == nil:
+		return nil, fmt.Errorf("%w: no Transport", ErrReplicaConfig)
+	}
+	if cfg.ElectionTicks == 0 {
+		cfg.ElectionTicks = DefaultElectionTicks
+	}
+	if cfg.HeartbeatTicks == 0 {
+		cfg.HeartbeatTicks = DefaultHeartbeatTicks
+	}
+	if cfg.HeartbeatTicks < 0 || cfg.ElectionTicks <= cfg.HeartbeatTicks {
+		return nil, fmt.Errorf("%w: election ticks %d must exceed heartbeat ticks %d > 0", ErrReplicaConfig, cfg.ElectionTicks, cfg.HeartbeatTicks)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	lg := cfg.Logger.With("raft_id", cfg.ID)
+	hs, _, err := cfg.Storage.InitialState()
+	if err != nil {
+		return nil, fmt.Errorf("consensus: replica %d: %w", cfg.ID, err)
+	}
+	last, err := cfg.Storage.LastIndex()
+	if err != nil {
+		return nil, fmt.Errorf("consensus: replica %d: %w", cfg.ID, err)
+	}
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:              cfg.ID,
+		ElectionTick:    cfg.ElectionTicks,
+		HeartbeatTick:   cfg.HeartbeatTicks,
+		Storage:         cfg.Storage,
+		Applied:         hs.Commit,
+		MaxSizePerMsg:   maxSizePerMsg,
+		MaxInflightMsgs: maxInflightMsgs,
+		PreVote:         true,
+		CheckQuorum:     true,
+		Logger:          raftLogger{lg},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consensus: replica %d: start raft: %w", cfg.ID, err)
+	}
+	return &Replica{
+		id:       cfg.ID,
+		s:        cfg.Storage,
+		tr:       cfg.Transport,
+		log:      lg,
+		onCommit: cfg.OnCommit,
+		onRole:   cfg.OnRoleChange,
+		rn:       rn,
+		last:     last,
+		term:     hs.Term,
+		applied:  hs.Commit,
+	}, nil
+}
+
+// Tick advances raft's logical clock by one tick. A failed replica
+// ignores it.
+func (r *Replica) Tick() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err == nil {
+		r.rn.Tick()
+	}
+}
+
+// Step hands messages from peers to raft; it is a transport.Handler.
+// Messages raft refuses (local message types, a response from a peer not
+// in the configuration, a message addressed to another node) are logged
+// and dropped: they come from the network, which raft tolerates losing.
+func (r *Replica) Step(_ context.Context, msgs []raftpb.Message) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return
+	}
+	for _, m := range msgs {
+		if m.To != r.id {
+			r.log.Warn("consensus: dropped raft message for another node", "to", m.To, "from", m.From, "type", m.Type)
+			continue
+		}
+		if err := r.rn.Step(m); err != nil {
+			r.log.Debug("consensus: raft refused a message", "from", m.From, "type", m.Type, "err", err)
+		}
+	}
+}
+
+// Propose appends the ledger entry e (KindTx or KindSignature, as the
+// primary encoded it) to raft's log at index e.Seqno. The replica must be
+// the leader of view e.View and have processed the Ready that made it
+// leader (so the election's empty entry is counted), else
+// *NotPrimaryError; e.Seqno must be raft's last index + 1, else
+// *StaleSeqnoError. Raft does not return the index it assigns, so the
+// replica tracks the last index itself; refusing a mismatch here keeps kv
+// seqnos and raft indices one counter (docs/replication.md §2). An entry
+// that does not validate, or of kind KindRaft (raft writes those itself),
+// is an *EntryError. Success means the entry is in the leader's log, not
+// that it is durable or will commit.
+func (r *Replica) Propose(e *ledger.Entry) error {
+	if e.Kind != ledger.KindTx && e.Kind != ledger.KindSignature {
+		return &EntryError{Index: uint64(e.Seqno), Term: uint64(e.View), Reason: "only transaction and signature entries are proposed, not " + e.Kind.String()}
+	}
+	re, err := ToRaft(e)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
+	st := r.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader || r.primaryAt != st.Term || re.Term != st.Term {
+		return &NotPrimaryError{View: re.Term, Term: st.Term, Leader: st.Lead}
+	}
+	if re.Index != r.last+1 {
+		return &StaleSeqnoError{Seqno: re.Index, Want: r.last + 1}
+	}
+	if err := r.rn.Propose(re.Data); err != nil {
+		// A leadership transfer in progress (raft.ErrProposalDropped).
+		return &NotPrimaryError{View: re.Term, Term: st.Term, Leader: st.Lead, Err: err}
+	}
+	r.last++
+	return nil
+}
+
+// Campaign makes this replica campaign for leadership now (a pre-vote
+// first, as PreVote is on). A one-node cluster becomes leader at once; the
+// election shows in the next ProcessReady.
+func (r *Replica) Campaign() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
+	return r.rn.Campaign()
+}
+
+// HasReady says whether ProcessReady has work.
+func (r *Replica) HasReady() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err == nil && r.rn.HasReady()
+}
+
+// Status returns a snapshot of the replica's raft state.
+func (r *Replica) Status() ReplicaStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.rn.BasicStatus()
+	return ReplicaStatus{
+		ID:        r.id,
+		Term:      st.Term,
+		Commit:    st.Commit,
+		Applied:   r.applied,
+		Leader:    st.Lead,
+		Role:      st.RaftState,
+		LastIndex: r.last,
+		Primary:   st.RaftState == raft.StateLeader && r.primaryAt == st.Term,
+	}
+}
+
+// Err returns the replica's sticky failure (wrapping ErrReplicaFailed),
+// or nil.
+func (r *Replica) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// ProcessReady handles one Ready, if raft has one, in the order the
+// design requires (docs/replication.md §1): append its entries (truncating
+// a conflicting suffix; one fsync), then save its HardState, then send its
+// messages; then apply the committed configuration changes, Advance, and
+// finally call OnRoleChange and OnCommit without the lock held (so they
+// may call Propose or Status). It returns after one Ready; the caller
+// loops while HasReady. ProcessReady calls are serialised.
+//
+// A failed write fails the replica for good (ErrReplicaFailed, wrapping
+// the Storage's ErrFailed): raft would otherwise believe unwritten entries
+// durable. A Ready carrying a snapshot is such a failure too: Coco has no
+// snapshots, and the Storage never offers one.
+func (r *Replica) ProcessReady() error {
+	r.readyMu.Lock()
+	defer r.readyMu.Unlock()
+	roleChanged, leader, term, commit, err := r.processReady()
+	if err != nil {
+		return err
+	}
+	if roleChanged && r.onRole != nil {
+		r.onRole(leader, term)
+	}
+	if commit != 0 && r.onCommit != nil {
+		r.onCommit(commit)
+	}
+	return nil
+}
+
+// processReady does ProcessReady's work under the lock and returns what
+// the callbacks must be told (commit = 0: nothing newly committed).
+func (r *Replica) processReady() (roleChanged, leader bool, term, commit uint64, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return false, false, 0, 0, r.err
+	}
+	if !r.rn.HasReady() {
+		return false, false, 0, 0, nil
+	}
+	rd := r.rn.Ready()
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		return false, false, 0, 0, r.failLocked(fmt.Errorf("snapshot at index %d: Coco has no snapshots", rd.Snapshot.Metadata.Index))
+	}
+	if err := r.s.Append(rd.Entries); err != nil {
+		return false, false, 0, 0, r.failLocked(err)
+	}
+	if n := len(rd.Entries); n > 0 {
+		// A follower's Ready may truncate a conflicting suffix: the last
+		// index is that of the batch, not a maximum. Proposals cannot
+		// interleave (the lock is held since Ready), so on a leader this
+		// equals r.last already.
+		r.last = rd.Entries[n-1].Index
+	}
+	if err := r.s.SetHardState(rd.HardState); err != nil {
+		return false, false, 0, 0, r.failLocked(err)
+	}
+	if len(rd.Messages) > 0 {
+		r.tr.Send(rd.Messages)
+	}
+	for _, e := range rd.CommittedEntries {
+		if e.Type != raftpb.EntryConfChangeV2 {
+			continue
+		}
+		var cc raftpb.ConfChangeV2
+		if err := cc.Unmarshal(e.Data); err != nil {
+			// Append converted it (ToLedger), which unmarshals it.
+			return false, false, 0, 0, r.failLocked(&EntryError{Index: e.Index, Term: e.Term, Reason: "committed configuration change does not unmarshal", Err: err})
+		}
+		r.rn.ApplyConfChange(cc)
+	}
+	if n := len(rd.CommittedEntries); n > 0 && rd.CommittedEntries[n-1].Index > r.applied {
+		r.applied = rd.CommittedEntries[n-1].Index
+		commit = r.applied
+	}
+	r.rn.Advance(rd)
+	// Leadership as of this Ready, not as of now: raft delivers a node's
+	// vote for itself during Advance, so a replica may become leader there,
+	// with its empty entry in the next Ready, not in this one. The state a
+	// Ready reports comes with every entry raft has appended up to it.
+	if !raft.IsEmptyHardState(rd.HardState) {
+		r.term = rd.HardState.Term
+	}
+	if rd.SoftState != nil {
+		r.leader = rd.SoftState.RaftState == raft.StateLeader
+	}
+	term, leader = r.term, r.leader
+	// A new term of leadership is a change even if no Ready showed the
+	// replica losing the previous one.
+	roleChanged = leader != (r.primaryAt != 0) || (leader && r.primaryAt != term)
+	r.primaryAt = 0
+	if leader {
+		// r.last counts the election's empty entry: proposals of this
+		// view may start.
+		r.primaryAt = term
+	}
+	if roleChanged {
+		r.log.Info("consensus: role changed", "leader", leader, "term", term)
+	}
+	return roleChanged, leader, term, commit, nil
+}
+
+// failLocked makes err the replica's sticky failure and returns it.
+func (r *Replica) failLocked(err error) error {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: replica %d: %w", ErrReplicaFailed, r.id, err)
+		r.log.Error("consensus: replica failed", "err", err)
+	}
+	return r.err
+}
+
+// raftLogger sends raft's logs to slog. Raft logs elections and term
+// changes at Info, which a node wants; Debug is chatty.
+type raftLogger struct{ l *slog.Logger }
+
+var _ raft.Logger = raftLogger{}
+
+func (g raftLogger) Debug(v ...any)                 { g.l.Debug(fmt.Sprint(v...)) }
+func (g raftLogger) Debugf(format string, v ...any) { g.l.Debug(fmt.Sprintf(format, v...)) }
+func (g raftLogger) Info(v ...any)                  { g.l.Info(fmt.Sprint(v...)) }
+func (g raftLogger) Infof(format string, v ...any)  { g.l.Info(fmt.Sprintf(format, v...)) }
+func (g raftLogger) Warning(v ...any)               { g.l.Warn(fmt.Sprint(v...)) }
+func (g raftLogger) Warningf(format string, v ...any) {
+	g.l.Warn(fmt.Sprintf(format, v...))
+}
+func (g raftLogger) Error(v ...any)                 { g.l.Error(fmt.Sprint(v...)) }
+func (g raftLogger) Errorf(format string, v ...any) { g.l.Error(fmt.Sprintf(format, v...)) }
+
+// Fatal and Panic must not return (raft relies on it): they log and panic,
+// which a library may do where raft would exit.
+func (g raftLogger) Fatal(v ...any)                 { g.Panic(v...) }
+func (g raftLogger) Fatalf(format string, v ...any) { g.Panicf(format, v...) }
+func (g raftLogger) Panic(v ...any) {
+	s := fmt.Sprint(v...)
+	g.l.Error(s)
+	panic(s)
+}
+func (g raftLogger) Panicf(format string, v ...any) {
+	s := fmt.Sprintf(format, v...)
+	g.l.Error(s)
+	panic(s)
+}
