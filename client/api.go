@@ -110,16 +110,16 @@ func (c *Client) LogRead(ctx context.Context, scope Scope, id uint64) (string, e
 }
 
 // TxStatus is the commit status of a transaction as a node sees it.
-type TxStatus string
+type TxStatus = ids.TxStatus
 
 // Transaction statuses. Unknown means the node has not seen the TxID (yet);
 // Pending means executed but not committed; Invalid is final and means the
 // transaction will never commit.
 const (
-	StatusUnknown   TxStatus = "Unknown"
-	StatusPending   TxStatus = "Pending"
-	StatusCommitted TxStatus = "Committed"
-	StatusInvalid   TxStatus = "Invalid"
+	StatusUnknown   = ids.StatusUnknown
+	StatusPending   = ids.StatusPending
+	StatusCommitted = ids.StatusCommitted
+	StatusInvalid   = ids.StatusInvalid
 )
 
 // TxStatus asks the node for the status of id.

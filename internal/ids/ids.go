@@ -102,3 +102,17 @@ func Fingerprint(der []byte) string {
 	sum := sha256.Sum256(der)
 	return hex.EncodeToString(sum[:])
 }
+
+// TxStatus is the commit status of a transaction id as a node sees it.
+type TxStatus string
+
+// Transaction statuses, as CCF defines them. Unknown: the node has not seen
+// the TxID (yet). Pending: executed, not yet committed. Committed: covered by
+// a committed signature; final. Invalid: final, the transaction will never
+// commit.
+const (
+	StatusUnknown   TxStatus = "Unknown"
+	StatusPending   TxStatus = "Pending"
+	StatusCommitted TxStatus = "Committed"
+	StatusInvalid   TxStatus = "Invalid"
+)

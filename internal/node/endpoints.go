@@ -48,8 +48,8 @@ func queryTxID(r *http.Request) (ids.TxID, *app.Error) {
 }
 
 type txStatusResponse struct {
-	TransactionID string   `json:"transaction_id"`
-	Status        TxStatus `json:"status"`
+	TransactionID string       `json:"transaction_id"`
+	Status        ids.TxStatus `json:"status"`
 }
 
 func (n *Node) serveTxStatus(w http.ResponseWriter, r *http.Request) {
@@ -115,8 +115,8 @@ func (n *Node) serveNetwork(w http.ResponseWriter, _ *http.Request) {
 }
 
 type pendingReceipt struct {
-	TransactionID string   `json:"transaction_id"`
-	Status        TxStatus `json:"status"`
+	TransactionID string       `json:"transaction_id"`
+	Status        ids.TxStatus `json:"status"`
 }
 
 func (n *Node) serveReceipt(w http.ResponseWriter, r *http.Request) {
@@ -126,13 +126,13 @@ func (n *Node) serveReceipt(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch st := n.txStatus(id); st {
-	case StatusUnknown:
+	case ids.StatusUnknown:
 		writeError(w, app.Errorf(http.StatusNotFound, app.CodeTxUnknown, "transaction %s is not known to this node", id))
 		return
-	case StatusInvalid:
+	case ids.StatusInvalid:
 		writeError(w, app.Errorf(http.StatusNotFound, app.CodeTxInvalid, "transaction %s is Invalid: it was lost and never committed, so it has no receipt", id))
 		return
-	case StatusPending:
+	case ids.StatusPending:
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusAccepted, pendingReceipt{TransactionID: id.String(), Status: st})
 		return

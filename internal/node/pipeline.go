@@ -223,9 +223,9 @@ func (n *Node) waitCommitted(ctx context.Context, id ids.TxID) error {
 	for {
 		ch := n.committedCh.Load()
 		switch n.txStatus(id) {
-		case StatusCommitted:
+		case ids.StatusCommitted:
 			return nil
-		case StatusInvalid:
+		case ids.StatusInvalid:
 			return errCommitInvalid
 		}
 		if err := n.failed(); err != nil {
@@ -239,34 +239,23 @@ func (n *Node) waitCommitted(ctx context.Context, id ids.TxID) error {
 	}
 }
 
-// TxStatus is the commit status of a transaction id.
-type TxStatus string
-
-// Transaction statuses, as CCF defines them.
-const (
-	StatusUnknown   TxStatus = "Unknown"
-	StatusPending   TxStatus = "Pending"
-	StatusCommitted TxStatus = "Committed"
-	StatusInvalid   TxStatus = "Invalid"
-)
-
-func (n *Node) txStatus(id ids.TxID) TxStatus {
+func (n *Node) txStatus(id ids.TxID) ids.TxStatus {
 	last := n.store.Seqno()
 	if id.Seqno > last {
 		if id.View < n.view {
 			// Views before this one have ended; whatever they executed
 			// beyond our ledger is gone for good.
-			return StatusInvalid
+			return ids.StatusInvalid
 		}
-		return StatusUnknown
+		return ids.StatusUnknown
 	}
 	if n.views.viewAt(id.Seqno) != id.View {
-		return StatusInvalid
+		return ids.StatusInvalid
 	}
 	if uint64(id.Seqno) <= n.committed.Load() {
-		return StatusCommitted
+		return ids.StatusCommitted
 	}
-	return StatusPending
+	return ids.StatusPending
 }
 
 // lastCommitted returns the TxID of the last committed entry.
