@@ -114,11 +114,6 @@ func (n *Node) serveNetwork(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-type pendingReceipt struct {
-	TransactionID string       `json:"transaction_id"`
-	Status        ids.TxStatus `json:"status"`
-}
-
 func (n *Node) serveReceipt(w http.ResponseWriter, r *http.Request) {
 	id, aerr := queryTxID(r)
 	if aerr != nil {
@@ -134,7 +129,7 @@ func (n *Node) serveReceipt(w http.ResponseWriter, r *http.Request) {
 		return
 	case ids.StatusPending:
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusAccepted, pendingReceipt{TransactionID: id.String(), Status: st})
+		writeJSON(w, http.StatusAccepted, txStatusResponse{TransactionID: id.String(), Status: st})
 		return
 	}
 	rcpt, err := n.buildReceipt(id)
