@@ -18,7 +18,8 @@ func newSandboxCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&opts.Workspace, "workspace", "workspace", "workspace directory")
-	cmd.Flags().IntVar(&opts.Nodes, "nodes", 1, "number of nodes")
-	cmd.Flags().IntVar(&opts.BasePort, "port", 8000, "port of the first node (0: any free port)")
+	cmd.Flags().IntVar(&opts.Nodes, "nodes", 3, "number of nodes: 1, 3 or 5")
+	cmd.Flags().IntVar(&opts.BasePort, "port", 8000, "RPC port of the first node (node-to-node ports from port+100; 0: any free ports)")
+	cmd.Flags().Int64Var(&opts.ChunkSize, "ledger-chunk-size", 0, "ledger chunk size in bytes for new nodes (0: the node default)")
 	return cmd
 }

@@ -16,6 +16,9 @@ const (
 	MembersTable     kv.MapName = "public:coco.gov.members"
 	NodesTable       kv.MapName = "public:coco.gov.nodes"
 	ServiceInfoTable kv.MapName = "public:coco.gov.service_info"
+	// NodeMeasurementsTable is the join allow-list: key "<platform>:<hex
+	// measurement>", value {"platform", "measurement"}.
+	NodeMeasurementsTable kv.MapName = "public:coco.gov.node_measurements"
 )
 
 // Stable error codes. Clients may switch on them; messages are for people.
@@ -35,6 +38,7 @@ const (
 	CodeCommitTimeout      = "CommitTimeout"
 	CodeNodeFailed         = "NodeFailed"
 	CodeServiceUnavailable = "ServiceUnavailable"
+	CodeJoinRefused        = "JoinRefused"
 	CodeInternal           = "InternalError"
 )
 

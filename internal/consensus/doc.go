@@ -62,12 +62,20 @@
 // a loop; tests do it in explicit rounds over a transport.MemNetwork, so
 // whole networks run deterministically in one goroutine.
 //
-// ProcessReady handles one Ready in the persistence order of Invariants (Append,
-// SetHardState, then Transport.Send), applies committed configuration
-// changes (RawNode.ApplyConfChange), Advances, and then, without the lock,
-// calls OnRoleChange and OnCommit(commit) — in order, since ProcessReady
-// calls are serialised. A failed write fails the Replica for good
-// (ErrReplicaFailed): restart from the ledger.
+// ProcessReady handles one Ready in the standard RawNode loop: it takes
+// the Ready under the replica's mutex, releases it, persists the Ready in
+// the persistence order of Invariants (Append, SetHardState) and then
+// sends its messages (Transport.Send), takes the mutex again to apply
+// the committed configuration changes (RawNode.ApplyConfChange) and
+// Advance, and then, without the mutex, calls OnRoleChange and
+// OnCommit(commit) — in order, since ProcessReady calls are serialised
+// (by a second mutex, which nothing else takes). So Tick, Step and the
+// proposals never wait for an fsync: raft allows them between Ready and
+// Advance (etcd's own node loop does the same), and what they produce
+// comes in the next Ready. The Storage is built for it: its readers, which
+// those calls reach through raft, do not wait for a write (Concurrency).
+// A failed write fails the Replica for good (ErrReplicaFailed): restart
+// from the ledger.
 //
 // Propose(e) takes a KindTx or KindSignature ledger entry and checks the
 // coupling of kv seqnos and raft indices (docs/replication.md §2): RawNode
@@ -79,13 +87,32 @@
 // ErrStaleSeqno). Leadership counts from the Ready that reports it, not
 // from raft's live state: raft delivers a node's vote for itself during
 // Advance, so it can become leader with its empty entry still to come in
-// the next Ready.
+// the next Ready. The last index follows a Ready only when the Ready is
+// taken, when it holds every entry raft has appended: a leader's
+// proposals made while the Ready is persisted raise it, and their entries
+// come in the next Ready.
 //
-// In this first version every RawNode call is made under one mutex, which
-// ProcessReady also holds across its disk writes: simple and correct, but
-// Step and Propose wait for an fsync. The design's split (Ready and
-// Advance under the mutex, persist and send outside it) comes when the
-// node integrates and shares the lock with the kv commit path.
+// # Configuration changes
+//
+// The node changes the membership with ProposeConfChange(index, cc),
+// under the same checks as Propose (index is its next kv seqno): one
+// ConfChangeV2 change at a time, never a joint configuration, since
+// raft would append the entry leaving it on its own, at an index no kv
+// seqno accounts for; and never one raft would panic applying (removing
+// the last voter), refused up front with ErrBadConfChange. Raft writes a
+// change proposed while another is not yet applied as an empty entry
+// instead: the index is consumed, and the node sees from Membership that
+// nothing changed. Membership reports the applied configuration (voters
+// and learners) and, on the leader, every member's Match index and
+// whether it was heard from since the last quorum check (RecentActive,
+// which CheckQuorum keeps current). From it, CaughtUpLearners says which
+// learners may be promoted (AddNode) and CheckRemoval refuses
+// (*RemovalError, ErrRemovalRefused) removing a non-member, the last
+// voter, or a voter without which the active voters would not be a
+// majority of the remaining ones. A leader that removes itself steps down
+// once the change applies (raft's StepDownOnRemoval), and the remaining
+// voters elect a new one. A joining node starts a Replica on an empty
+// Storage; the leader sends it the log from index 1.
 //
 // # Invariants
 //

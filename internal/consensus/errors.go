@@ -35,8 +35,11 @@ var (
 	// ErrBootstrap reports a Bootstrap of a non-empty Storage or with an
 	// invalid set of voters.
 	ErrBootstrap = errors.New("consensus: cannot bootstrap")
-	// ErrBadConfChange reports a committed configuration change in the
-	// ledger that does not apply to the configuration before it.
+	// ErrBadConfChange reports a configuration change Coco cannot apply:
+	// a committed one in the ledger that does not apply to the
+	// configuration before it, or one Replica.ProposeConfChange refuses
+	// (not a single simple change, or not applicable to the current
+	// configuration).
 	ErrBadConfChange = errors.New("consensus: configuration change does not apply")
 )
 

@@ -50,7 +50,7 @@ var (
 
 // NotPrimaryError is the ErrNotPrimary of a refused proposal.
 type NotPrimaryError struct {
-	View   uint64 // the entry's view
+	View   uint64 // the entry's view (a configuration change has none: the replica's term)
 	Term   uint64 // the replica's current raft term
 	Leader uint64 // raft id of the leader this replica knows (0: none)
 	Err    error  // raft's reason when raft dropped the proposal (raft.ErrProposalDropped); may be nil
@@ -127,9 +127,10 @@ type ReplicaStatus struct {
 	Leader  uint64         // known leader's raft id; 0 if none
 	Role    raft.StateType // follower, candidate, pre-candidate or leader
 	// LastIndex is raft's last index as the replica tracks it: the last
-	// index of the processed Readies plus the proposals made since. On a
-	// leader that may Propose (Primary), the next proposal's seqno is
-	// LastIndex+1; on any other replica it may lag raft's unstable log.
+	// index of the Ready taken last (by ProcessReady, possibly still being
+	// persisted) plus the proposals made since. On a leader that may
+	// Propose (Primary), the next proposal's index is LastIndex+1; on any
+	// other replica it may lag raft's unstable log.
 	LastIndex uint64
 	// Primary says whether Propose accepts entries of view Term: the
 	// replica is leader and has processed the Ready of its election.
@@ -142,12 +143,10 @@ type ReplicaStatus struct {
 // It starts no goroutine: the caller drives time (Tick), feeds incoming
 // messages (Step, the transport's Handler) and runs the Ready loop
 // (ProcessReady), so tests are deterministic and the node decides its own
-// loop. Every RawNode call is made under one mutex. In this first version
-// ProcessReady also holds it across the disk writes of a Ready (Append,
-// SetHardState): simple and obviously correct, but a Step or Propose waits
-// for an fsync. The design's split — take the Ready under the mutex,
-// persist and send outside it, Advance under it again — comes when the
-// node integrates and the kv commit path shares the lock.
+// loop. Every RawNode call is made under one mutex, which ProcessReady
+// does not hold across its disk writes: it takes the Ready under the
+// mutex, persists and sends it outside, and Advances under the mutex
+// again, so Tick, Step and the proposals never wait for an fsync.
 type Replica struct {
 	id        uint64
 	s         *Storage
@@ -155,21 +154,26 @@ type Replica struct {
 	log       *slog.Logger
 	onCommit  func(uint64)
 	onRole    func(bool, uint64)
-	readyMu   sync.Mutex // serialises ProcessReady, so callbacks are in order
+	readyMu   sync.Mutex // serialises ProcessReady: one Ready at a time, callbacks in order
 	mu        sync.Mutex // guards everything below
 	rn        *raft.RawNode
-	last      uint64 // raft's last index, as tracked (see ReplicaStatus.LastIndex)
-	applied   uint64 // last commit index handed out and reported
-	term      uint64 // raft's term as of the last processed Ready (its HardState)
-	leader    bool   // leadership as of the last processed Ready (its SoftState)
-	primaryAt uint64 // term of the leadership the processed Readies show; 0 if not leader
-	err       error  // sticky: wraps ErrReplicaFailed
+	cs        raftpb.ConfState // the configuration applied (InitialState, then ApplyConfChange)
+	last      uint64           // raft's last index, as tracked (see ReplicaStatus.LastIndex)
+	applied   uint64           // last commit index handed out and reported
+	term      uint64           // raft's term as of the last processed Ready (its HardState)
+	leader    bool             // leadership as of the last processed Ready (its SoftState)
+	primaryAt uint64           // term of the leadership the processed Readies show; 0 if not leader
+	err       error            // sticky: wraps ErrReplicaFailed
 }
 
 // NewReplica starts raft on cfg.Storage: RawNode with PreVote and
 // CheckQuorum on and Config.Applied = HardState.Commit (the node rebuilds
 // its state from the ledger up to the commit index; see the package doc).
-// The replica starts as a follower; a one-node cluster calls Campaign.
+// A leader that applies its own removal steps down (raft's
+// StepDownOnRemoval), so that the remaining voters elect one of their own
+// instead of following a leader outside the configuration, which could
+// no longer propose anything. The replica starts as a follower; a
+// one-node cluster calls Campaign.
 func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 	switch {
 	case cfg.ID == 0:
@@ -192,7 +196,7 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 		cfg.Logger = slog.Default()
 	}
 	lg := cfg.Logger.With("raft_id", cfg.ID)
-	hs, _, err := cfg.Storage.InitialState()
+	hs, cs, err := cfg.Storage.InitialState()
 	if err != nil {
 		return nil, fmt.Errorf("consensus: replica %d: %w", cfg.ID, err)
 	}
@@ -201,16 +205,17 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 		return nil, fmt.Errorf("consensus: replica %d: %w", cfg.ID, err)
 	}
 	rn, err := raft.NewRawNode(&raft.Config{
-		ID:              cfg.ID,
-		ElectionTick:    cfg.ElectionTicks,
-		HeartbeatTick:   cfg.HeartbeatTicks,
-		Storage:         cfg.Storage,
-		Applied:         hs.Commit,
-		MaxSizePerMsg:   maxSizePerMsg,
-		MaxInflightMsgs: maxInflightMsgs,
-		PreVote:         true,
-		CheckQuorum:     true,
-		Logger:          raftLogger{lg},
+		ID:                cfg.ID,
+		ElectionTick:      cfg.ElectionTicks,
+		HeartbeatTick:     cfg.HeartbeatTicks,
+		Storage:           cfg.Storage,
+		Applied:           hs.Commit,
+		MaxSizePerMsg:     maxSizePerMsg,
+		MaxInflightMsgs:   maxInflightMsgs,
+		PreVote:           true,
+		CheckQuorum:       true,
+		StepDownOnRemoval: true,
+		Logger:            raftLogger{lg},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("consensus: replica %d: start raft: %w", cfg.ID, err)
@@ -223,6 +228,7 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 		onCommit: cfg.OnCommit,
 		onRole:   cfg.OnRoleChange,
 		rn:       rn,
+		cs:       cs,
 		last:     last,
 		term:     hs.Term,
 		applied:  hs.Commit,
@@ -281,15 +287,9 @@ func (r *Replica) Propose(e *ledger.Entry) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.err != nil {
-		return r.err
-	}
-	st := r.rn.BasicStatus()
-	if st.RaftState != raft.StateLeader || r.primaryAt != st.Term || re.Term != st.Term {
-		return &NotPrimaryError{View: re.Term, Term: st.Term, Leader: st.Lead}
-	}
-	if re.Index != r.last+1 {
-		return &StaleSeqnoError{Seqno: re.Index, Want: r.last + 1}
+	st, err := r.admitLocked(re.Term, re.Index)
+	if err != nil {
+		return err
 	}
 	if err := r.rn.Propose(re.Data); err != nil {
 		// A leadership transfer in progress (raft.ErrProposalDropped).
@@ -297,6 +297,74 @@ func (r *Replica) Propose(e *ledger.Entry) error {
 	}
 	r.last++
 	return nil
+}
+
+// ProposeConfChange appends the configuration change cc to raft's log at
+// index, as an EntryConfChangeV2 (in the ledger, a KindRaft entry): the
+// node calls it under its seqno mutex with index = its next kv seqno, and
+// applies that seqno as an entry without a write set. The checks are
+// Propose's: the replica must be primary (*NotPrimaryError) and index
+// raft's last index + 1 (*StaleSeqnoError).
+//
+// cc must be one change (Changes of length 1, NodeID not 0) with the
+// default transition, else ErrBadConfChange: a joint configuration would
+// make raft append the entry that leaves it by itself, at an index no kv
+// seqno accounts for. A change that does not apply to the current
+// configuration (removing the last voter) is ErrBadConfChange too: raft
+// would panic applying it, on every replica. Removing a voter should be
+// checked with Membership.CheckRemoval first.
+//
+// While an earlier configuration change is not yet applied (and on a new
+// leader until it has applied its predecessors' entries), raft does not
+// refuse the proposal: it writes an empty EntryNormal at index instead (a
+// ledger KindRaft empty entry) and logs why. The index is consumed all
+// the same, so the replica counts it, and the node applies it as any
+// entry without a write set; it learns the change did not happen from
+// Membership once the entry is committed, and may propose it again.
+// Success means the entry is in the leader's log, not that it will commit
+// or be a configuration change.
+func (r *Replica) ProposeConfChange(index uint64, cc raftpb.ConfChangeV2) error {
+	if len(cc.Changes) != 1 || cc.Transition != raftpb.ConfChangeTransitionAuto {
+		return fmt.Errorf("%w: %d changes with transition %v: Coco proposes one change at a time, never a joint configuration", ErrBadConfChange, len(cc.Changes), cc.Transition)
+	}
+	if cc.Changes[0].NodeID == 0 {
+		return fmt.Errorf("%w: node id 0 is raft's \"none\"", ErrBadConfChange)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st, err := r.admitLocked(r.rn.BasicStatus().Term, index)
+	if err != nil {
+		return err
+	}
+	// r.cs is the configuration raft's is: both change only in advance,
+	// under this lock. If a change is pending raft empties this one, so
+	// checking against r.cs then is at worst too strict.
+	if err := checkConfChange(r.cs, r.last, cc); err != nil {
+		return fmt.Errorf("%w: %v at index %d: %w", ErrBadConfChange, cc.Changes[0], index, err)
+	}
+	if err := r.rn.ProposeConfChange(cc); err != nil {
+		return &NotPrimaryError{View: st.Term, Term: st.Term, Leader: st.Lead, Err: err}
+	}
+	r.last++
+	return nil
+}
+
+// admitLocked checks a proposal of an entry of view at index: the replica
+// must work, lead view with its election's Ready processed, and index
+// must be raft's next. It returns raft's status, for the error of a
+// proposal raft drops.
+func (r *Replica) admitLocked(view, index uint64) (raft.BasicStatus, error) {
+	if r.err != nil {
+		return raft.BasicStatus{}, r.err
+	}
+	st := r.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader || r.primaryAt != st.Term || view != st.Term {
+		return st, &NotPrimaryError{View: view, Term: st.Term, Leader: st.Lead}
+	}
+	if index != r.last+1 {
+		return st, &StaleSeqnoError{Seqno: index, Want: r.last + 1}
+	}
+	return st, nil
 }
 
 // Campaign makes this replica campaign for leadership now (a pre-vote
@@ -343,13 +411,17 @@ func (r *Replica) Err() error {
 	return r.err
 }
 
-// ProcessReady handles one Ready, if raft has one, in the order the
-// design requires (docs/replication.md §1): append its entries (truncating
-// a conflicting suffix; one fsync), then save its HardState, then send its
-// messages; then apply the committed configuration changes, Advance, and
-// finally call OnRoleChange and OnCommit without the lock held (so they
-// may call Propose or Status). It returns after one Ready; the caller
-// loops while HasReady. ProcessReady calls are serialised.
+// ProcessReady handles one Ready, if raft has one, in the standard
+// RawNode loop and the order the design requires (docs/replication.md
+// §1): take the Ready under the lock; without it, append its entries
+// (truncating a conflicting suffix; one fsync), save its HardState and
+// send its messages; under the lock again, apply the committed
+// configuration changes and Advance; finally call OnRoleChange and
+// OnCommit without the lock (so they may call Propose or Status). Tick,
+// Step, Propose and ProposeConfChange do not wait for the disk: raft
+// allows them between Ready and Advance, and their entries and messages
+// come in the next Ready. It returns after one Ready; the caller loops
+// while HasReady. ProcessReady calls are serialised.
 //
 // A failed write fails the replica for good (ErrReplicaFailed, wrapping
 // the Storage's ErrFailed): raft would otherwise believe unwritten entries
@@ -358,7 +430,16 @@ func (r *Replica) Err() error {
 func (r *Replica) ProcessReady() error {
 	r.readyMu.Lock()
 	defer r.readyMu.Unlock()
-	roleChanged, leader, term, commit, err := r.processReady()
+	rd, ok, err := r.takeReady()
+	if err != nil || !ok {
+		return err
+	}
+	if err := r.persist(rd); err != nil {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.failLocked(err)
+	}
+	roleChanged, leader, term, commit, err := r.advance(rd)
 	if err != nil {
 		return err
 	}
@@ -371,37 +452,58 @@ func (r *Replica) ProcessReady() error {
 	return nil
 }
 
-// processReady does ProcessReady's work under the lock and returns what
-// the callbacks must be told (commit = 0: nothing newly committed).
-func (r *Replica) processReady() (roleChanged, leader bool, term, commit uint64, err error) {
+// takeReady takes raft's next Ready, if any, under the lock, and with it
+// raft's last index.
+func (r *Replica) takeReady() (rd raft.Ready, ok bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.err != nil {
-		return false, false, 0, 0, r.err
+		return raft.Ready{}, false, r.err
 	}
 	if !r.rn.HasReady() {
-		return false, false, 0, 0, nil
+		return raft.Ready{}, false, nil
 	}
-	rd := r.rn.Ready()
+	rd = r.rn.Ready()
 	if !raft.IsEmptySnap(rd.Snapshot) {
-		return false, false, 0, 0, r.failLocked(fmt.Errorf("snapshot at index %d: Coco has no snapshots", rd.Snapshot.Metadata.Index))
-	}
-	if err := r.s.Append(rd.Entries); err != nil {
-		return false, false, 0, 0, r.failLocked(err)
+		return raft.Ready{}, false, r.failLocked(fmt.Errorf("snapshot at index %d: Coco has no snapshots", rd.Snapshot.Metadata.Index))
 	}
 	if n := len(rd.Entries); n > 0 {
-		// A follower's Ready may truncate a conflicting suffix: the last
-		// index is that of the batch, not a maximum. Proposals cannot
-		// interleave (the lock is held since Ready), so on a leader this
-		// equals r.last already.
+		// The Ready holds every entry raft has appended and not yet handed
+		// out, so its last index is raft's, now. A follower's batch may
+		// replace a conflicting suffix: set it, do not take a maximum. On a
+		// leader it equals r.last, as proposals are made under this lock.
+		// This is the only place r.last follows a Ready: proposals made
+		// after Ready() and before Advance raise r.last, and their entries
+		// come in the next Ready, so setting it from this Ready later
+		// would lose them.
 		r.last = rd.Entries[n-1].Index
 	}
+	return rd, true, nil
+}
+
+// persist writes the Ready's entries and then its HardState, durably, and
+// then sends its messages, all without the lock: only ProcessReady, which
+// is serialised, writes the Storage, and its readers do not wait for a
+// write (see the package doc, Concurrency).
+func (r *Replica) persist(rd raft.Ready) error {
+	if err := r.s.Append(rd.Entries); err != nil {
+		return err
+	}
 	if err := r.s.SetHardState(rd.HardState); err != nil {
-		return false, false, 0, 0, r.failLocked(err)
+		return err
 	}
 	if len(rd.Messages) > 0 {
 		r.tr.Send(rd.Messages)
 	}
+	return nil
+}
+
+// advance applies the persisted Ready's committed configuration changes
+// and Advances, under the lock, and returns what the callbacks must be
+// told (commit = 0: nothing newly committed).
+func (r *Replica) advance(rd raft.Ready) (roleChanged, leader bool, term, commit uint64, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, e := range rd.CommittedEntries {
 		if e.Type != raftpb.EntryConfChangeV2 {
 			continue
@@ -411,7 +513,7 @@ func (r *Replica) processReady() (roleChanged, leader bool, term, commit uint64,
 			// Append converted it (ToLedger), which unmarshals it.
 			return false, false, 0, 0, r.failLocked(&EntryError{Index: e.Index, Term: e.Term, Reason: "committed configuration change does not unmarshal", Err: err})
 		}
-		r.rn.ApplyConfChange(cc)
+		r.cs = *r.rn.ApplyConfChange(cc)
 	}
 	if n := len(rd.CommittedEntries); n > 0 && rd.CommittedEntries[n-1].Index > r.applied {
 		r.applied = rd.CommittedEntries[n-1].Index
@@ -421,7 +523,8 @@ func (r *Replica) processReady() (roleChanged, leader bool, term, commit uint64,
 	// Leadership as of this Ready, not as of now: raft delivers a node's
 	// vote for itself during Advance, so a replica may become leader there,
 	// with its empty entry in the next Ready, not in this one. The state a
-	// Ready reports comes with every entry raft has appended up to it.
+	// Ready reports comes with every entry raft has appended up to it, and
+	// takeReady counted them in r.last.
 	if !raft.IsEmptyHardState(rd.HardState) {
 		r.term = rd.HardState.Term
 	}

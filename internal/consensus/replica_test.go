@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"testing"
 
 	"go.etcd.io/raft/v3"
@@ -32,6 +34,44 @@ type member struct {
 	commits  []uint64 // every OnCommit value
 	roles    []string // every OnRoleChange, "leader@term" or "follower@term"
 	down     bool
+	// syncHook, if set, runs at the start of every File.Sync of the
+	// member's disk (see hookFS).
+	syncHook atomic.Pointer[func(name string)]
+}
+
+// hookFS is a vfs.FS whose files call *hook, when set, at the start of
+// every Sync, in the syncing goroutine: a test blocks a write in progress,
+// or runs code inside it.
+type hookFS struct {
+	vfs.FS
+	hook *atomic.Pointer[func(name string)]
+}
+
+func (f hookFS) OpenFile(name string, flag int, perm fs.FileMode) (vfs.File, error) {
+	return f.wrap(f.FS.OpenFile(name, flag, perm))
+}
+
+func (f hookFS) Create(name string) (vfs.File, error) { return f.wrap(f.FS.Create(name)) }
+
+func (f hookFS) Open(name string) (vfs.File, error) { return f.wrap(f.FS.Open(name)) }
+
+func (f hookFS) wrap(file vfs.File, err error) (vfs.File, error) {
+	if err != nil {
+		return nil, err
+	}
+	return hookFile{File: file, hook: f.hook}, nil
+}
+
+type hookFile struct {
+	vfs.File
+	hook *atomic.Pointer[func(name string)]
+}
+
+func (f hookFile) Sync() error {
+	if h := f.hook.Load(); h != nil {
+		(*h)(f.Name())
+	}
+	return f.File.Sync()
 }
 
 // net is a network of replicas over a transport.MemNetwork and vfs.Mem
@@ -76,7 +116,7 @@ func newNet(t testing.TB, seed uint64, n int, chunkSize int64) *net {
 func (nw *net) start(m *member, voters ...uint64) {
 	t := nw.t
 	t.Helper()
-	m.s, m.l = open(t, m.fsys, m.dir, nw.chunkSize)
+	m.s, m.l = open(t, hookFS{FS: m.fsys, hook: &m.syncHook}, m.dir, nw.chunkSize)
 	if len(voters) > 0 {
 		if err := m.s.Bootstrap(voters...); err != nil {
 			t.Fatal(err)

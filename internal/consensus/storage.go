@@ -153,25 +153,35 @@ func confStateAt(confs []confEntry, index uint64) (raftpb.ConfState, error) {
 		if c.index > index {
 			break
 		}
-		chg := confchange.Changer{Tracker: trk, LastIndex: c.index}
-		var (
-			cfg  tracker.Config
-			prog tracker.ProgressMap
-			err  error
-		)
-		if c.cc.LeaveJoint() {
-			cfg, prog, err = chg.LeaveJoint()
-		} else if autoLeave, ok := c.cc.EnterJoint(); ok {
-			cfg, prog, err = chg.EnterJoint(autoLeave, c.cc.Changes...)
-		} else {
-			cfg, prog, err = chg.Simple(c.cc.Changes...)
-		}
-		if err != nil {
+		if err := applyConfChange(&trk, c.index, c.cc); err != nil {
 			return raftpb.ConfState{}, fmt.Errorf("%w: entry %d: %w", ErrBadConfChange, c.index, err)
 		}
-		trk.Config, trk.Progress = cfg, prog
 	}
 	return trk.ConfState(), nil
+}
+
+// applyConfChange applies cc, the configuration change at index, to trk
+// as RawNode.ApplyConfChange does (raft's confchange package), except
+// that it returns the error raft panics with.
+func applyConfChange(trk *tracker.ProgressTracker, index uint64, cc raftpb.ConfChangeV2) error {
+	chg := confchange.Changer{Tracker: *trk, LastIndex: index}
+	var (
+		cfg  tracker.Config
+		prog tracker.ProgressMap
+		err  error
+	)
+	if cc.LeaveJoint() {
+		cfg, prog, err = chg.LeaveJoint()
+	} else if autoLeave, ok := cc.EnterJoint(); ok {
+		cfg, prog, err = chg.EnterJoint(autoLeave, cc.Changes...)
+	} else {
+		cfg, prog, err = chg.Simple(cc.Changes...)
+	}
+	if err != nil {
+		return err
+	}
+	trk.Config, trk.Progress = cfg, prog
+	return nil
 }
 
 // HardState returns the last HardState made durable.

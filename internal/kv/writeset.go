@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // WriteSet is everything one transaction writes, in canonical order: Maps
@@ -32,6 +33,15 @@ type Write struct {
 
 // Empty reports whether ws writes nothing; a nil ws is empty.
 func (ws *WriteSet) Empty() bool { return ws == nil || len(ws.Maps) == 0 }
+
+// Touches reports whether ws writes to map m.
+func (ws *WriteSet) Touches(m MapName) bool {
+	if ws == nil {
+		return false
+	}
+	_, found := slices.BinarySearchFunc(ws.Maps, m, func(mw MapWrites, m MapName) int { return strings.Compare(string(mw.Name), string(m)) })
+	return found
+}
 
 // Len returns the number of writes in ws.
 func (ws *WriteSet) Len() int {

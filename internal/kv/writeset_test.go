@@ -279,3 +279,19 @@ func FuzzDecodeWriteSet(f *testing.F) {
 		}
 	})
 }
+
+func TestWriteSetTouches(t *testing.T) {
+	ws := &WriteSet{Maps: []MapWrites{
+		{Name: "a", Writes: []Write{{Key: []byte("k"), Value: []byte("v")}}},
+		{Name: "c", Writes: []Write{{Key: []byte("k"), Deleted: true}}},
+	}}
+	for m, want := range map[MapName]bool{"a": true, "b": false, "c": true, "d": false, "": false} {
+		if got := ws.Touches(m); got != want {
+			t.Errorf("Touches(%q) = %v, want %v", m, got, want)
+		}
+	}
+	var none *WriteSet
+	if none.Touches("a") {
+		t.Error("a nil write set touches nothing")
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	toml "github.com/pelletier/go-toml/v2"
+
+	"github.com/cocoledger/coco/internal/attest"
 )
 
 // ErrConfig reports an invalid node configuration.
@@ -25,11 +27,14 @@ type Config struct {
 	Storage StorageConfig `toml:"storage"`
 	Service ServiceConfig `toml:"service"`
 	Start   StartConfig   `toml:"start"`
-	Ledger  LedgerConfig  `toml:"ledger"`
-	HTTP    HTTPConfig    `toml:"http"`
-	Attest  AttestConfig  `toml:"attestation"`
-	Log     LogConfig     `toml:"log"`
-	Runtime RuntimeConfig `toml:"runtime"`
+	Join    JoinConfig    `toml:"join"`
+	// Consensus tunes raft.
+	Consensus ConsensusConfig `toml:"consensus"`
+	Ledger    LedgerConfig    `toml:"ledger"`
+	HTTP      HTTPConfig      `toml:"http"`
+	Attest    AttestConfig    `toml:"attestation"`
+	Log       LogConfig       `toml:"log"`
+	Runtime   RuntimeConfig   `toml:"runtime"`
 }
 
 // RuntimeConfig tunes the Go runtime of the node process.
@@ -48,6 +53,31 @@ type RuntimeConfig struct {
 type NetworkConfig struct {
 	// RPCAddress is host:port of the HTTPS endpoint for clients.
 	RPCAddress string `toml:"rpc_address"`
+	// NodeAddress is host:port of the node-to-node channel (raft and
+	// forwarded writes, mutual TLS). Port 0 picks a free port, which only
+	// suits a node that no other node needs to reach after a restart.
+	NodeAddress string `toml:"node_address"`
+}
+
+// JoinConfig makes a node with an empty ledger join an existing service
+// instead of starting a new one.
+type JoinConfig struct {
+	// Target is the rpc_address of any node of the service. The service
+	// certificate (service.cert_file) must be present: the node trusts
+	// the service only through it.
+	Target string `toml:"target"`
+	// TimeoutMS bounds how long the node retries while the service has
+	// no primary.
+	TimeoutMS int64 `toml:"timeout_ms"`
+}
+
+// ConsensusConfig tunes raft's timing.
+type ConsensusConfig struct {
+	// TickMS is raft's tick: heartbeats go out every tick.
+	TickMS int64 `toml:"tick_ms"`
+	// ElectionTicks is the election timeout in ticks (raft randomises it
+	// between it and twice it).
+	ElectionTicks int `toml:"election_ticks"`
 }
 
 // StorageConfig says where the node keeps its state.
@@ -69,6 +99,18 @@ type ServiceConfig struct {
 type StartConfig struct {
 	Members []IdentityConfig `toml:"members"`
 	Users   []IdentityConfig `toml:"users"`
+	// NodeMeasurements are further measurements a joining node may have,
+	// besides the genesis node's own, as "<platform>:<hex>".
+	NodeMeasurements []string `toml:"node_measurements"`
+}
+
+func (s StartConfig) allowedMeasurements() []measurementInfo {
+	out := make([]measurementInfo, 0, len(s.NodeMeasurements))
+	for _, m := range s.NodeMeasurements {
+		platform, hex, _ := strings.Cut(m, ":")
+		out = append(out, measurementInfo{Platform: platform, Measurement: strings.ToLower(hex)})
+	}
+	return out
 }
 
 // IdentityConfig names a member's or user's certificate.
@@ -97,6 +139,9 @@ type HTTPConfig struct {
 // AttestConfig names the attestation platform.
 type AttestConfig struct {
 	Platform string `toml:"platform"`
+	// VirtualCodeID replaces the virtual platform's measurement (by
+	// default the SHA-256 of the executable): 64 hex digits.
+	VirtualCodeID string `toml:"virtual_code_id"`
 }
 
 // LogConfig sets logging.
@@ -115,6 +160,9 @@ const (
 	DefaultCommitWaitTimeout    = 30 * time.Second
 	DefaultMaxConflictRetries   = 10
 	DefaultGCPercent            = 400
+	DefaultTickMS               = 50
+	DefaultElectionTicks        = 20
+	DefaultJoinTimeout          = 60 * time.Second
 )
 
 // LoadConfig reads and validates a node.toml. Unknown keys are refused with
@@ -187,6 +235,18 @@ func (c *Config) applyDefaults() {
 	if c.Runtime.GCPercent == 0 {
 		c.Runtime.GCPercent = DefaultGCPercent
 	}
+	if c.Network.NodeAddress == "" {
+		c.Network.NodeAddress = "127.0.0.1:0"
+	}
+	if c.Consensus.TickMS == 0 {
+		c.Consensus.TickMS = DefaultTickMS
+	}
+	if c.Consensus.ElectionTicks == 0 {
+		c.Consensus.ElectionTicks = DefaultElectionTicks
+	}
+	if c.Join.TimeoutMS == 0 {
+		c.Join.TimeoutMS = DefaultJoinTimeout.Milliseconds()
+	}
 }
 
 func (c *Config) resolve(base string) {
@@ -221,8 +281,38 @@ func (c *Config) validate() error {
 	if c.Service.CertFile == "" {
 		bad("service.cert_file is required")
 	}
-	if len(c.Start.Members) == 0 {
-		bad("start.members must name at least one member certificate")
+	if _, port, err := net.SplitHostPort(c.Network.NodeAddress); err != nil || port == "" {
+		bad("network.node_address %q must be host:port", c.Network.NodeAddress)
+	}
+	if c.Join.Target != "" {
+		if _, port, err := net.SplitHostPort(c.Join.Target); err != nil || port == "" || port == "0" {
+			bad("join.target %q must be the host:port of a node of the service", c.Join.Target)
+		}
+		if len(c.Start.Members) > 0 || len(c.Start.Users) > 0 || len(c.Start.NodeMeasurements) > 0 {
+			bad("a joining node takes the service's members, users and measurements from the service: remove [start] or [join]")
+		}
+	} else if len(c.Start.Members) == 0 {
+		bad("start.members must name at least one member certificate (or set join.target to join a service)")
+	}
+	for _, m := range c.Start.NodeMeasurements {
+		platform, hex, ok := strings.Cut(m, ":")
+		if _, err := attest.ParseMeasurement(hex); !ok || platform == "" || err != nil {
+			bad("start.node_measurements entry %q must be <platform>:<hex measurement>", m)
+		}
+	}
+	if c.Join.TimeoutMS < 1 {
+		bad("join.timeout_ms must be positive")
+	}
+	if c.Consensus.TickMS < 1 || c.Consensus.TickMS > 10_000 {
+		bad("consensus.tick_ms %d must be between 1 and 10000", c.Consensus.TickMS)
+	}
+	if c.Consensus.ElectionTicks < 3 || c.Consensus.ElectionTicks > 1000 {
+		bad("consensus.election_ticks %d must be between 3 and 1000 (heartbeats go out every tick)", c.Consensus.ElectionTicks)
+	}
+	if c.Attest.VirtualCodeID != "" {
+		if _, err := attest.ParseMeasurement(c.Attest.VirtualCodeID); err != nil || len(c.Attest.VirtualCodeID) != 64 {
+			bad("attestation.virtual_code_id must be 64 hex digits")
+		}
 	}
 	for i, m := range append(append([]IdentityConfig(nil), c.Start.Members...), c.Start.Users...) {
 		if m.CertFile == "" {

@@ -1,29 +1,40 @@
-// Package node runs one Coco node: it opens (or creates) the ledger, rebuilds
-// the key-value store and the Merkle tree from it, serves the HTTPS API, and
-// drives the write path:
+// Package node runs one Coco node of a replicated service: it opens (or
+// creates, or joins) the ledger, rebuilds the key-value store and the Merkle
+// tree from it, runs raft over it (internal/consensus) and serves the HTTPS
+// API. On the primary (the raft leader) the write path is
 //
 //	request ─► auth ─► handler on a kv snapshot ─► kv.Commit (validate reads,
-//	assign seqno) ─► seal: encrypt private writes, append ledger entry, append
-//	Merkle leaf ─► answer with x-coco-txid
+//	assign seqno) ─► seal: encrypt private writes, raft Propose, append Merkle
+//	leaf ─► answer with x-coco-txid
 //
-//	flusher goroutine: [append signature entry] ─► ledger.Sync (one fsync per
-//	batch: group commit) ─► advance durable and committed seqnos ─► wake
-//	waiters (?wait=commit) ─► rename completed chunks to .committed
+//	loop goroutine: raft Tick ─► [propose signature entry] ─► Ready: append to
+//	the ledger (one fsync per Ready: group commit), save HardState, send to
+//	backups ─► OnCommit: advance the commit point to the last signature raft
+//	has committed ─► wake waiters (?wait=commit) ─► rename finished chunks
+//
+// A backup forwards writes to the primary over the node-to-node channel and
+// relays the answer; it serves reads from its own state, which it advances by
+// applying the entries raft commits (read back from its ledger).
 //
 // Invariants:
-//   - Every entry appended to the ledger was sealed under the kv commit mutex,
-//     so ledger order, Merkle leaf order and seqno order are one order.
-//   - A transaction is Committed only once a signature entry at or after it is
-//     durable; receipts exist only for committed transactions.
-//   - The node's view is made durable before any entry is written in it, so a
-//     (view, seqno) pair, and with it an AES-GCM nonce, is never reused after a
-//     crash; transactions of an earlier view that did not survive a crash
-//     answer Invalid.
+//   - Seqnos are assigned, proposed to raft, and added to the Merkle tree
+//     under orderMu: ledger order, raft index, Merkle leaf and seqno are one
+//     order. Every raft entry is one ledger entry (KindRaft for raft's own).
+//   - A transaction is Committed only once a signature entry at or after it
+//     is committed by raft; receipts exist only for committed transactions.
+//   - The view is raft's term, durable in the HardState before any entry of
+//     it is proposed, and no two primaries share a term: an AES-GCM nonce
+//     (view, seqno) never repeats for different content. A transaction lost
+//     in an election answers Invalid once raft commits a later view's entry
+//     at or before its seqno.
+//   - A primary that loses leadership rolls its state back to raft's commit
+//     index; a new primary adopts every entry of its log and signs at once.
 //   - After a ledger write or fsync fails the node stops accepting writes and
 //     says so (NodeFailed); it never retries an fsync.
 //
-// Concurrency: HTTP handlers run on net/http's goroutines; exactly one
-// flusher goroutine calls ledger.Sync. Open returns a Node that is not yet
-// serving; Serve blocks until Close. Close stops the flusher after a final
-// flush and signature, and is safe to call once from any goroutine.
+// Concurrency: HTTP handlers run on net/http's goroutines; exactly one loop
+// goroutine drives raft (Tick, ProcessReady) and runs its callbacks; the
+// transport calls Step from its own goroutines. Open returns a Node that is
+// not yet serving; Serve blocks until Close. Close stops the loop after a
+// final signature and flush, and is safe to call once from any goroutine.
 package node

@@ -3,13 +3,16 @@ package node
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cocoledger/coco/internal/app"
 	"github.com/cocoledger/coco/internal/ids"
+	"github.com/cocoledger/coco/internal/transport"
 	"github.com/cocoledger/coco/receipt"
 )
 
@@ -25,13 +28,15 @@ type nodeEndpoint struct {
 func (n *Node) buildNodeEndpoints() map[string]nodeEndpoint {
 	metrics := promhttp.HandlerFor(n.metrics.registry, promhttp.HandlerOpts{})
 	return map[string]nodeEndpoint{
-		"/node/tx":      {http.MethodGet, app.NoAuth, "Commit status of a transaction id", n.serveTxStatus},
-		"/node/commit":  {http.MethodGet, app.NoAuth, "Last committed transaction id", n.serveCommit},
-		"/node/ready":   {http.MethodGet, app.NoAuth, "200 once the node serves and can write", n.serveReady},
-		"/node/network": {http.MethodGet, app.NoAuth, "Service status, identity and nodes", n.serveNetwork},
-		"/node/metrics": {http.MethodGet, app.NoAuth, "Prometheus metrics", metrics.ServeHTTP},
-		"/node/api":     {http.MethodGet, app.NoAuth, "OpenAPI description of every endpoint", n.serveAPI},
-		"/app/receipt":  {http.MethodGet, app.UserCert, "COSE receipt of a committed transaction", n.serveReceipt},
+		"/node/tx":        {http.MethodGet, app.NoAuth, "Commit status of a transaction id", n.serveTxStatus},
+		"/node/commit":    {http.MethodGet, app.NoAuth, "Last committed transaction id", n.serveCommit},
+		"/node/ready":     {http.MethodGet, app.NoAuth, "200 once the node serves and can write", n.serveReady},
+		"/node/network":   {http.MethodGet, app.NoAuth, "Service status, identity and nodes", n.serveNetwork},
+		"/node/consensus": {http.MethodGet, app.NoAuth, "Raft state of this node: term, commit, leader, membership", n.serveConsensus},
+		JoinPath:          {http.MethodPost, app.NoAuth, "Join the service (attested node; forwarded to the primary)", n.serveJoin},
+		"/node/metrics":   {http.MethodGet, app.NoAuth, "Prometheus metrics", metrics.ServeHTTP},
+		"/node/api":       {http.MethodGet, app.NoAuth, "OpenAPI description of every endpoint", n.serveAPI},
+		"/app/receipt":    {http.MethodGet, app.UserCert, "COSE receipt of a committed transaction", n.serveReceipt},
 	}
 }
 
@@ -82,35 +87,93 @@ type networkResponse struct {
 }
 
 type nodeResponse struct {
-	NodeID     ids.NodeID `json:"node_id"`
-	RPCAddress string     `json:"rpc_address"`
-	Status     string     `json:"status"`
-	Primary    bool       `json:"primary"`
+	NodeID      ids.NodeID `json:"node_id"`
+	RPCAddress  string     `json:"rpc_address"`
+	NodeAddress string     `json:"node_address"`
+	// Status is the node's governance status (Trusted, Retired).
+	Status  string `json:"status"`
+	Primary bool   `json:"primary"`
+	// Consensus is the node's raft role: voter, learner (catching up) or
+	// none (removed).
+	Consensus   string `json:"consensus"`
+	Platform    string `json:"platform"`
+	Measurement string `json:"measurement"`
+}
+
+type consensusResponse struct {
+	NodeID    ids.NodeID `json:"node_id"`
+	RaftID    string     `json:"raft_id"`
+	Role      string     `json:"role"`
+	Term      uint64     `json:"term"`
+	Commit    uint64     `json:"commit"`
+	Applied   uint64     `json:"applied"`
+	LastIndex uint64     `json:"last_index"`
+	Committed uint64     `json:"committed"` // last signature-committed seqno
+	Leader    string     `json:"leader"`    // raft id; "" if none known
+	Voters    []string   `json:"voters"`
+	Learners  []string   `json:"learners"`
+	// Progress is, on the primary, each peer's replicated index and whether
+	// it was heard from recently.
+	Progress map[string]peerProgress `json:"progress,omitempty"`
+}
+
+type peerProgress struct {
+	Match        uint64 `json:"match"`
+	RecentActive bool   `json:"recent_active"`
+}
+
+func raftIDString(id uint64) string {
+	if id == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%016x", id)
+}
+
+func (n *Node) serveConsensus(w http.ResponseWriter, _ *http.Request) {
+	st := n.replica.Status()
+	m := n.replica.Membership()
+	resp := consensusResponse{NodeID: n.nodeID, RaftID: raftIDString(n.raftID), Role: st.Role.String(), Term: st.Term, Commit: st.Commit,
+		Applied: n.applied.Load(), LastIndex: uint64(n.ledger.LastSeqno()), Committed: n.committed.Load(), Leader: raftIDString(st.Leader),
+		Voters: []string{}, Learners: []string{}}
+	for _, v := range m.Voters {
+		resp.Voters = append(resp.Voters, raftIDString(v))
+	}
+	for _, l := range m.Learners {
+		resp.Learners = append(resp.Learners, raftIDString(l))
+	}
+	if len(m.Progress) > 0 {
+		resp.Progress = map[string]peerProgress{}
+		for id, pr := range m.Progress {
+			resp.Progress[raftIDString(id)] = peerProgress{Match: pr.Match, RecentActive: pr.RecentActive}
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func (n *Node) serveNetwork(w http.ResponseWriter, _ *http.Request) {
-	tx := n.store.Begin()
-	resp := networkResponse{ServiceCertificate: n.serviceCertPEM(), CurrentView: n.view, PrimaryID: n.nodeID, Nodes: []nodeResponse{}}
+	st := n.replica.Status()
+	resp := networkResponse{ServiceCertificate: n.serviceCertPEM(), CurrentView: ids.View(st.Term), Nodes: []nodeResponse{}}
 	var info serviceInfo
-	if raw, ok := tx.Get(app.ServiceInfoTable, serviceInfoKey); ok && json.Unmarshal(raw, &info) == nil {
+	if raw, ok := n.store.Begin().Get(app.ServiceInfoTable, serviceInfoKey); ok && json.Unmarshal(raw, &info) == nil {
 		resp.ServiceStatus = info.Status
 	}
-	var from []byte
-	for {
-		items, next := tx.Scan(app.NodesTable, from, nil, 100)
-		for _, it := range items {
-			var ni nodeInfo
-			if err := json.Unmarshal(it.Value, &ni); err != nil {
-				continue
-			}
-			id := ids.NodeID(it.Key)
-			resp.Nodes = append(resp.Nodes, nodeResponse{NodeID: id, RPCAddress: ni.RPCAddress, Status: ni.Status, Primary: id == n.nodeID})
+	m := n.replica.Membership()
+	n.eachNode(func(id ids.NodeID, ni nodeInfo) {
+		rid := transport.RaftID(id)
+		primary := st.Leader != 0 && rid == st.Leader
+		if primary {
+			resp.PrimaryID = id
 		}
-		if next == nil {
-			break
+		role := "none"
+		switch {
+		case slices.Contains(m.Voters, rid):
+			role = "voter"
+		case slices.Contains(m.Learners, rid):
+			role = "learner"
 		}
-		from = next
-	}
+		resp.Nodes = append(resp.Nodes, nodeResponse{NodeID: id, RPCAddress: ni.RPCAddress, NodeAddress: ni.NodeAddress, Status: ni.Status,
+			Primary: primary, Consensus: role, Platform: ni.Platform, Measurement: ni.Measurement})
+	})
 	writeJSON(w, http.StatusOK, resp)
 }
 

@@ -210,6 +210,10 @@ func (n *Node) serveApp(w http.ResponseWriter, r *http.Request, ep *app.Endpoint
 			writeError(w, aerr)
 			return
 		}
+		if !n.isPrimary() {
+			n.forward(w, r, body)
+			return
+		}
 	}
 	req := &app.Request{Method: r.Method, Path: r.URL.Path, Query: query, Header: r.Header, Body: body, Caller: caller}
 	for attempt := 1; ; attempt++ {
@@ -272,6 +276,9 @@ func (n *Node) awaitCommit(ctx context.Context, txid ids.TxID) *app.Error {
 }
 
 func nodeError(err error) *app.Error {
+	if errors.Is(err, ErrNotPrimary) {
+		return notPrimaryError()
+	}
 	if errors.Is(err, ErrFailed) {
 		return app.Errorf(http.StatusServiceUnavailable, app.CodeNodeFailed, "node cannot write its ledger and no longer accepts writes: %v", err)
 	}

@@ -17,6 +17,7 @@ type metrics struct {
 	conflicts prometheus.Counter
 	syncTime  prometheus.Histogram
 	batch     prometheus.Histogram
+	forwarded prometheus.Counter
 }
 
 func newMetrics(n *Node) *metrics {
@@ -31,16 +32,24 @@ func newMetrics(n *Node) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "coco_ledger_batch_entries", Help: "Entries made durable per fsync (group commit size).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 14)}),
+		forwarded: prometheus.NewCounter(prometheus.CounterOpts{Name: "coco_forwarded_writes_total", Help: "Writes this backup forwarded to the primary."}),
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	reg.MustRegister(m.requests, m.latency, m.conflicts, m.syncTime, m.batch,
+	reg.MustRegister(m.requests, m.latency, m.conflicts, m.syncTime, m.batch, m.forwarded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		gauge("coco_last_seqno", "Seqno of the last executed transaction.", func() float64 { return float64(n.store.Seqno()) }),
 		gauge("coco_durable_seqno", "Seqno up to which the ledger is fsynced.", func() float64 { return float64(n.durable.Load()) }),
 		gauge("coco_committed_seqno", "Seqno up to which transactions are committed.", func() float64 { return float64(n.committed.Load()) }),
-		gauge("coco_view", "Current view.", func() float64 { return float64(n.view) }),
+		gauge("coco_view", "Current view (raft term).", func() float64 { return float64(n.replica.Status().Term) }),
+		gauge("coco_raft_applied_index", "Raft commit index applied to this node's state.", func() float64 { return float64(n.applied.Load()) }),
+		gauge("coco_primary", "1 while this node is the primary.", func() float64 {
+			if n.isPrimary() {
+				return 1
+			}
+			return 0
+		}),
 	)
 	return m
 }

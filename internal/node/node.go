@@ -13,19 +13,19 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cocoledger/coco/internal/app"
 	"github.com/cocoledger/coco/internal/attest"
+	"github.com/cocoledger/coco/internal/consensus"
 	"github.com/cocoledger/coco/internal/crypto"
 	"github.com/cocoledger/coco/internal/ids"
 	"github.com/cocoledger/coco/internal/kv"
 	"github.com/cocoledger/coco/internal/ledger"
 	"github.com/cocoledger/coco/internal/merkle"
+	"github.com/cocoledger/coco/internal/transport"
 	"github.com/cocoledger/coco/internal/vfs"
 )
 
@@ -45,11 +45,21 @@ func (systemClock) Now() time.Time { return time.Now() }
 
 // Options are the node's injected edges. Zero values mean the real ones.
 type Options struct {
-	FS       vfs.FS
-	Rand     io.Reader
-	Clock    Clock
-	Logger   *slog.Logger
+	FS     vfs.FS
+	Rand   io.Reader
+	Clock  Clock
+	Logger *slog.Logger
+	// Listener is the RPC listener Run serves on (default: listen on
+	// network.rpc_address).
 	Listener net.Listener
+	// NodeListener is the node-to-node listener (default: listen on
+	// network.node_address).
+	NodeListener net.Listener
+	// NewTransport, if set, makes the node-to-node transport instead of
+	// mutual TLS on NodeListener: tests run whole networks in one process
+	// over a transport.MemNetwork. address is what the node records as its
+	// node_address.
+	NewTransport func(local uint64, h transport.Handler, fh transport.ForwardHandler) (t transport.Transport, address string, err error)
 }
 
 // Node is one running Coco node.
@@ -60,12 +70,42 @@ type Node struct {
 	rand     io.Reader
 	clock    Clock
 	platform attest.Platform
+	verifier *attest.Registry
 
 	store  *kv.Store
 	ledger *ledger.Ledger
 	tree   *merkle.Tree
 	secret *crypto.LedgerSecret
-	view   ids.View
+
+	storage *consensus.Storage
+	replica *consensus.Replica
+	tr      transport.Transport
+	raftID  uint64
+	// nodeAddress is the node-to-node address recorded in the nodes table.
+	nodeAddress string
+	// replicaReady is closed once replica is set: messages that arrive
+	// before are dropped (raft retransmits).
+	replicaReady chan struct{}
+
+	// orderMu orders everything that assigns or undoes seqnos: commits and
+	// signatures on the primary (with their raft proposals), entries
+	// applied from the ledger, rollbacks, and role changes. The fields
+	// below it are guarded by it.
+	orderMu     sync.Mutex
+	primaryView ids.View // view this node is primary of; 0 when not primary
+	peersStale  bool     // the nodes table changed since the last refreshPeers
+	// confPending is the seqno of the last configuration change this
+	// primary proposed (or of its election's entry); no other is proposed
+	// until it is applied, as raft requires.
+	confPending ids.Seqno
+	// confLeaves are the seqnos of configuration changes whose leaves
+	// checkConfLeaves has yet to compare with the durable entries.
+	confLeaves []ids.Seqno
+
+	isPrimaryFlag atomic.Bool
+	forceSign     atomic.Bool
+	// applied is raft's commit index as applied to this node's state.
+	applied atomic.Uint64
 
 	serviceKey  *ecdsa.PrivateKey
 	serviceCert *x509.Certificate
@@ -87,10 +127,10 @@ type Node struct {
 	committedCh atomic.Pointer[chan struct{}]
 	failure     atomic.Pointer[error]
 
-	wake        chan struct{}
-	stop        chan struct{}
-	flusherDone chan struct{}
-	closeOnce   sync.Once
+	wake      chan struct{}
+	stop      chan struct{}
+	loopDone  chan struct{}
+	closeOnce sync.Once
 
 	srv *httpServer
 }
@@ -100,17 +140,18 @@ type Node struct {
 // does not serve until Serve is called.
 func Open(cfg *Config, opts Options) (*Node, error) {
 	n := &Node{
-		cfg:         cfg,
-		log:         opts.Logger,
-		fs:          opts.FS,
-		rand:        opts.Rand,
-		clock:       opts.Clock,
-		store:       kv.NewStore(),
-		tree:        merkle.New(),
-		apps:        app.NewRegistry(app.LoggingApp()...),
-		wake:        make(chan struct{}, 1),
-		stop:        make(chan struct{}),
-		flusherDone: make(chan struct{}),
+		cfg:          cfg,
+		log:          opts.Logger,
+		fs:           opts.FS,
+		rand:         opts.Rand,
+		clock:        opts.Clock,
+		store:        kv.NewStore(),
+		tree:         merkle.New(),
+		apps:         app.NewRegistry(app.LoggingApp()...),
+		wake:         make(chan struct{}, 1),
+		stop:         make(chan struct{}),
+		loopDone:     make(chan struct{}),
+		replicaReady: make(chan struct{}),
 	}
 	if n.log == nil {
 		n.log = slog.Default()
@@ -130,7 +171,10 @@ func Open(cfg *Config, opts Options) (*Node, error) {
 	n.builtins = n.buildNodeEndpoints()
 
 	var err error
-	if n.platform, err = attest.New(cfg.Attest.Platform); err != nil {
+	if n.platform, err = attest.New(cfg.Attest.Platform, n.platformOptions()...); err != nil {
+		return nil, err
+	}
+	if n.verifier, err = attest.NewVerifier(); err != nil {
 		return nil, err
 	}
 	if !n.platform.Secure() {
@@ -148,100 +192,162 @@ func Open(cfg *Config, opts Options) (*Node, error) {
 		n.log.Warn("truncated a torn or corrupt ledger tail (entries that were never reported committed)",
 			"file", rec.TruncatedFile, "offset", rec.TruncatedAt, "bytes", rec.TruncatedBytes, "reason", rec.Reason)
 	}
-	if err := n.start(); err != nil {
+	if err := n.start(opts); err != nil {
+		if n.tr != nil {
+			n.tr.Close()
+		}
 		n.ledger.Close()
 		return nil, err
 	}
 	n.srv = n.newHTTPServer()
-	go n.flushLoop()
+	go n.loop()
 	return n, nil
 }
 
-func (n *Node) start() error {
-	genesis := n.ledger.LastSeqno() == 0
-	if err := n.loadSecrets(genesis); err != nil {
+// startMode is how a node comes up.
+type startMode int
+
+const (
+	modeRestart startMode = iota // sealed secrets exist: rejoin as itself
+	modeGenesis                  // empty ledger, no secrets: start a new service
+	modeJoin                     // no secrets, join.target set: join a service
+)
+
+func (n *Node) startMode() (startMode, error) {
+	_, err := n.fs.Stat(n.dataPath(sealedServiceKey))
+	switch {
+	case err == nil:
+		return modeRestart, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return 0, fmt.Errorf("node: %w", err)
+	case n.cfg.Join.Target != "":
+		if n.ledger.LastSeqno() != 0 {
+			return 0, fmt.Errorf("%w: the ledger in %s has entries but %s is missing; a joining node starts with an empty ledger",
+				ErrMissingSecrets, n.cfg.Storage.LedgerDir, n.dataPath(sealedServiceKey))
+		}
+		return modeJoin, nil
+	case n.ledger.LastSeqno() == 0:
+		return modeGenesis, nil
+	default:
+		return 0, fmt.Errorf("%w (%s missing); recovery of a service from its ledger alone is not supported yet", ErrMissingSecrets, n.dataPath(sealedServiceKey))
+	}
+}
+
+func (n *Node) start(opts Options) error {
+	mode, err := n.startMode()
+	if err != nil {
 		return err
+	}
+	if n.storage, err = consensus.OpenStorage(n.fs, n.cfg.Storage.DataDir, n.ledger); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	// The node-to-node listener is bound first: a joiner reports its
+	// address in the join request.
+	nodeLn, err := n.listenNodes(opts)
+	if err != nil {
+		return err
+	}
+	var peers []transport.Peer
+	switch mode {
+	case modeRestart:
+		err = n.loadSecrets()
+	case modeGenesis:
+		err = n.createSecrets()
+	case modeJoin:
+		peers, err = n.join(nodeLn)
+	}
+	if err != nil {
+		if nodeLn != nil {
+			nodeLn.Close()
+		}
+		return err
+	}
+	n.raftID = transport.RaftID(n.nodeID)
+	if mode == modeGenesis {
+		if err := n.storage.Bootstrap(n.raftID); err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
 	}
 	if err := n.replay(); err != nil {
 		return err
 	}
-	if err := n.advanceView(); err != nil {
-		return err
+	if n.serviceCert == nil && mode != modeGenesis {
+		if n.serviceCert, err = n.loadServiceCertFile(); err != nil {
+			return err
+		}
 	}
-	var err error
 	if n.nodeCert, err = n.endorseNode(); err != nil {
 		return err
 	}
-	if genesis {
+	if mode != modeGenesis {
+		if err := n.checkServiceIdentity(); err != nil {
+			return err
+		}
+	}
+	if err := n.startReplica(opts, nodeLn, peers); err != nil {
+		return err
+	}
+	if mode == modeGenesis {
 		if err := n.writeGenesis(); err != nil {
 			return err
 		}
-	} else if err := n.checkServiceIdentity(); err != nil {
-		return err
+		if err := vfs.WriteFileAtomic(n.fs, n.cfg.Service.CertFile, crypto.CertPEM(n.serviceCert), 0o644); err != nil {
+			return fmt.Errorf("node: write service cert: %w", err)
+		}
 	}
-	if err := vfs.WriteFileAtomic(n.fs, n.cfg.Service.CertFile, crypto.CertPEM(n.serviceCert), 0o644); err != nil {
-		return fmt.Errorf("node: write service cert: %w", err)
-	}
-	n.log.Info("node opened", "node_id", n.nodeID, "view", n.view, "last_seqno", n.store.Seqno(),
-		"committed", n.committed.Load(), "genesis", genesis)
+	hs := n.storage.HardState()
+	n.log.Info("node opened", "node_id", n.nodeID, "raft_id", fmt.Sprintf("%016x", n.raftID), "term", hs.Term,
+		"last_seqno", n.ledger.LastSeqno(), "committed", n.committed.Load(), "mode", [...]string{"restart", "genesis", "join"}[mode])
 	return nil
 }
 
-// Sealed secrets in the data directory.
+// Sealed secrets in the data directory. The service key is written last
+// when a node is created or joins: its presence says the node has all
+// three.
 const (
 	sealedServiceKey   = "service_key.sealed"
 	sealedNodeKey      = "node_key.sealed"
 	sealedLedgerSecret = "ledger_secret.sealed"
-	viewFile           = "view"
 )
 
 func (n *Node) dataPath(name string) string { return filepath.Join(n.cfg.Storage.DataDir, name) }
 
-// loadSecrets unseals the service key, node key and ledger secret, creating
-// them for a new service.
-func (n *Node) loadSecrets(genesis bool) error {
-	load := func(name string, create func() ([]byte, error)) ([]byte, error) {
+// loadSecrets unseals the service key, node key and ledger secret of a node
+// that has run before.
+func (n *Node) loadSecrets() error {
+	load := func(name string) ([]byte, error) {
 		blob, err := vfs.ReadFile(n.fs, n.dataPath(name))
-		if err == nil {
-			return n.platform.Unseal(blob)
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
+		if err != nil {
 			return nil, fmt.Errorf("node: read %s: %w", name, err)
 		}
-		if !genesis {
-			return nil, fmt.Errorf("%w (%s missing); recovery of a service from its ledger alone is not supported yet", ErrMissingSecrets, n.dataPath(name))
-		}
-		plain, err := create()
+		plain, err := n.platform.Unseal(blob)
 		if err != nil {
-			return nil, err
-		}
-		sealed, err := n.platform.Seal(plain)
-		if err != nil {
-			return nil, fmt.Errorf("node: seal %s: %w", name, err)
-		}
-		if err := vfs.WriteFileAtomic(n.fs, n.dataPath(name), sealed, 0o600); err != nil {
-			return nil, fmt.Errorf("node: write %s: %w", name, err)
+			return nil, fmt.Errorf("node: unseal %s: %w", name, err)
 		}
 		return plain, nil
 	}
-	newKeyPEM := func() ([]byte, error) {
-		k, err := crypto.GenerateKey(n.rand)
-		if err != nil {
-			return nil, err
-		}
-		return crypto.KeyPEM(k)
-	}
-	raw, err := load(sealedServiceKey, newKeyPEM)
+	serviceKey, err := load(sealedServiceKey)
 	if err != nil {
 		return err
 	}
-	if n.serviceKey, err = crypto.ParseKeyPEM(raw); err != nil {
-		return fmt.Errorf("node: service key: %w", err)
-	}
-	if raw, err = load(sealedNodeKey, newKeyPEM); err != nil {
+	nodeKey, err := load(sealedNodeKey)
+	if err != nil {
 		return err
 	}
-	if n.nodeKey, err = crypto.ParseKeyPEM(raw); err != nil {
+	secret, err := load(sealedLedgerSecret)
+	if err != nil {
+		return err
+	}
+	return n.setSecrets(serviceKey, nodeKey, secret)
+}
+
+// setSecrets installs the three secrets, given as PEM keys and raw bytes.
+func (n *Node) setSecrets(serviceKeyPEM, nodeKeyPEM, ledgerSecret []byte) error {
+	var err error
+	if n.serviceKey, err = crypto.ParseKeyPEM(serviceKeyPEM); err != nil {
+		return fmt.Errorf("node: service key: %w", err)
+	}
+	if n.nodeKey, err = crypto.ParseKeyPEM(nodeKeyPEM); err != nil {
 		return fmt.Errorf("node: node key: %w", err)
 	}
 	id, err := crypto.PublicKeyID(n.nodeKey.Public())
@@ -249,80 +355,78 @@ func (n *Node) loadSecrets(genesis bool) error {
 		return err
 	}
 	n.nodeID = ids.NodeID(id)
-	if raw, err = load(sealedLedgerSecret, func() ([]byte, error) {
-		s, err := crypto.NewLedgerSecret(n.rand)
-		if err != nil {
-			return nil, err
-		}
-		return s.Bytes(), nil
-	}); err != nil {
-		return err
-	}
-	if n.secret, err = crypto.LedgerSecretFromBytes(raw); err != nil {
+	if n.secret, err = crypto.LedgerSecretFromBytes(ledgerSecret); err != nil {
 		return fmt.Errorf("node: ledger secret: %w", err)
 	}
 	return nil
 }
 
-// advanceView starts a new view above every view this node has used or seen
-// and makes it durable before anything is written in it.
-func (n *Node) advanceView() error {
-	prev := n.views.last()
-	raw, err := vfs.ReadFile(n.fs, n.dataPath(viewFile))
-	switch {
-	case err == nil:
-		v, perr := strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 64)
-		if perr != nil {
-			return fmt.Errorf("node: %s is corrupt: %q", n.dataPath(viewFile), raw)
+// storeSecrets seals the three secrets into the data directory, the
+// service key last.
+func (n *Node) storeSecrets(serviceKeyPEM, nodeKeyPEM, ledgerSecret []byte) error {
+	for _, s := range []struct {
+		name  string
+		plain []byte
+	}{{sealedNodeKey, nodeKeyPEM}, {sealedLedgerSecret, ledgerSecret}, {sealedServiceKey, serviceKeyPEM}} {
+		sealed, err := n.platform.Seal(s.plain)
+		if err != nil {
+			return fmt.Errorf("node: seal %s: %w", s.name, err)
 		}
-		prev = max(prev, ids.View(v))
-	case !errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("node: read view: %w", err)
-	}
-	n.view = prev + 1
-	if err := vfs.WriteFileAtomic(n.fs, n.dataPath(viewFile), []byte(strconv.FormatUint(uint64(n.view), 10)+"\n"), 0o600); err != nil {
-		return fmt.Errorf("node: persist view: %w", err)
+		if err := vfs.WriteFileAtomic(n.fs, n.dataPath(s.name), sealed, 0o600); err != nil {
+			return fmt.Errorf("node: write %s: %w", s.name, err)
+		}
 	}
 	return nil
 }
 
-// replay rebuilds the store, the Merkle tree, the view history and the
-// signature index from the durable ledger.
-func (n *Node) replay() error {
-	var lastSig ids.Seqno
-	err := n.ledger.Scan(1, func(e *ledger.Entry) error {
-		ws, err := n.decodeWriteSet(e)
-		if err != nil {
-			return err
-		}
-		if e.Kind == ledger.KindSignature {
-			rec, err := ledger.UnmarshalSignatureRecord(e.Public)
-			if err != nil {
-				return fmt.Errorf("node: replay signature at seqno %d: %w", e.Seqno, err)
-			}
-			n.sigs.add(e.Seqno, rec.TreeSize, rec.SignedRoot)
-			lastSig = e.Seqno
-		}
-		if err := n.store.Apply(e.Seqno, ws); err != nil {
-			return fmt.Errorf("node: replay seqno %d: %w", e.Seqno, err)
-		}
-		n.views.note(e.View, e.Seqno)
-		leaf := e.Leaf()
-		n.tree.Append(merkle.LeafHash(leaf[:]))
-		return nil
-	})
+// createSecrets makes the secrets of a new service.
+func (n *Node) createSecrets() error {
+	serviceKey, err := n.newKeyPEM()
 	if err != nil {
 		return err
 	}
+	nodeKey, err := n.newKeyPEM()
+	if err != nil {
+		return err
+	}
+	secret, err := crypto.NewLedgerSecret(n.rand)
+	if err != nil {
+		return err
+	}
+	if err := n.storeSecrets(serviceKey, nodeKey, secret.Bytes()); err != nil {
+		return err
+	}
+	return n.setSecrets(serviceKey, nodeKey, secret.Bytes())
+}
+
+func (n *Node) newKeyPEM() ([]byte, error) {
+	k, err := crypto.GenerateKey(n.rand)
+	if err != nil {
+		return nil, err
+	}
+	return crypto.KeyPEM(k)
+}
+
+// replay rebuilds the store, the Merkle tree, the view history and the
+// signature index from the ledger entries raft has committed (the
+// HardState's commit index): raft starts with them applied. Entries after
+// it are adopted when this node becomes primary, or applied as they commit.
+func (n *Node) replay() error {
+	commit := n.storage.HardState().Commit
+	if err := n.applyThrough(ids.Seqno(commit)); err != nil {
+		return err
+	}
+	n.applied.Store(commit)
 	n.durable.Store(uint64(n.ledger.DurableSeqno()))
-	n.committed.Store(uint64(lastSig))
-	n.store.Compact(lastSig)
-	if err := n.ledger.SetCommitted(lastSig); err != nil {
+	sig := n.sigs.lastAtOrBefore(ids.Seqno(commit))
+	n.committed.Store(uint64(sig))
+	n.store.Compact(ids.Seqno(commit))
+	if err := n.ledger.SetCommitted(sig); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	if lastSig > 0 {
-		n.serviceCert, err = n.readServiceCert()
-		if err != nil {
+	if _, ok := n.store.Begin().Get(app.ServiceInfoTable, serviceInfoKey); ok {
+		var err error
+		if n.serviceCert, err = n.readServiceCert(); err != nil {
 			return err
 		}
 	}
@@ -366,10 +470,22 @@ type identityInfo struct {
 
 // nodeInfo is the value of a nodes table entry.
 type nodeInfo struct {
-	Cert       string `json:"cert"`
-	RPCAddress string `json:"rpc_address"`
-	Status     string `json:"status"`
+	Cert        string `json:"cert"`
+	RPCAddress  string `json:"rpc_address"`
+	NodeAddress string `json:"node_address"`
+	Status      string `json:"status"`
+	Platform    string `json:"platform"`
+	Measurement string `json:"measurement"`
+	// Evidence is the attestation bundle the node joined with (base64
+	// CBOR), so an auditor can verify it again; empty for the genesis node.
+	Evidence string `json:"evidence,omitempty"`
 }
+
+// Node statuses in the nodes table.
+const (
+	nodeTrusted = "Trusted"
+	nodeRetired = "Retired"
+)
 
 var serviceInfoKey = []byte("service")
 
@@ -432,8 +548,19 @@ func (n *Node) writeGenesis() error {
 	if err := put(app.ServiceInfoTable, serviceInfoKey, serviceInfo{Cert: string(crypto.CertPEM(n.serviceCert)), Status: "Open"}); err != nil {
 		return err
 	}
-	if err := put(app.NodesTable, []byte(n.nodeID), nodeInfo{Cert: string(crypto.CertPEM(n.nodeCert)), RPCAddress: n.cfg.Network.RPCAddress, Status: "Trusted"}); err != nil {
+	self, err := n.selfMeasurement()
+	if err != nil {
 		return err
+	}
+	if err := put(app.NodesTable, []byte(n.nodeID), nodeInfo{Cert: string(crypto.CertPEM(n.nodeCert)), RPCAddress: n.cfg.Network.RPCAddress,
+		NodeAddress: n.nodeAddress, Status: nodeTrusted, Platform: self.Platform, Measurement: self.Measurement}); err != nil {
+		return err
+	}
+	allowed := append([]measurementInfo{self}, n.cfg.Start.allowedMeasurements()...)
+	for _, m := range allowed {
+		if err := put(app.NodeMeasurementsTable, []byte(m.key()), m); err != nil {
+			return err
+		}
 	}
 	for _, set := range []struct {
 		table kv.MapName
@@ -453,10 +580,11 @@ func (n *Node) writeGenesis() error {
 			}
 		}
 	}
-	if _, err := n.commitTx(tx, [32]byte{}); err != nil {
+	id, err := n.commitTx(tx, [32]byte{})
+	if err != nil {
 		return fmt.Errorf("node: genesis: %w", err)
 	}
-	return n.flushOnce(true)
+	return n.driveUntil(func() bool { return n.txStatus(id) == ids.StatusCommitted }, "the genesis transaction to commit")
 }
 
 // Serve answers HTTPS requests until Close. It returns nil after Close.
@@ -473,8 +601,8 @@ func (n *Node) Close() error {
 		n.srv.shutdown(ctx)
 		cancel()
 		close(n.stop)
-		<-n.flusherDone
-		err = n.ledger.Close()
+		<-n.loopDone
+		err = errors.Join(n.tr.Close(), n.ledger.Close())
 		if failure := n.failed(); failure != nil {
 			// Already reported when it happened; closing a failed ledger
 			// only repeats it.
@@ -491,5 +619,5 @@ func (n *Node) NodeID() ids.NodeID { return n.nodeID }
 // ServiceCert returns the service identity certificate.
 func (n *Node) ServiceCert() *x509.Certificate { return n.serviceCert }
 
-// View returns the node's current view.
-func (n *Node) View() ids.View { return n.view }
+// View returns the node's current view: raft's current term.
+func (n *Node) View() ids.View { return ids.View(n.replica.Status().Term) }

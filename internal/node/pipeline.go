@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cocoledger/coco/internal/app"
+	"github.com/cocoledger/coco/internal/consensus"
 	"github.com/cocoledger/coco/internal/ids"
 	"github.com/cocoledger/coco/internal/kv"
 	"github.com/cocoledger/coco/internal/ledger"
@@ -15,60 +17,90 @@ import (
 	"github.com/cocoledger/coco/receipt"
 )
 
-// commitTx commits tx (which must have writes) and returns its TxID. The
-// entry is in the ledger's buffer, not yet durable.
+// ErrNotPrimary reports a write refused because this node is not (or is no
+// longer) the primary; the client retries, on any node.
+var ErrNotPrimary = errors.New("node: not the primary")
+
+// commitTx commits tx (which must have writes) on the primary and proposes
+// its ledger entry to raft. It returns the TxID; the entry is not yet
+// durable.
 func (n *Node) commitTx(tx *kv.Tx, claims [32]byte) (ids.TxID, error) {
 	if err := n.failed(); err != nil {
 		return ids.TxID{}, err
 	}
+	n.orderMu.Lock()
+	view := n.primaryView
+	if view == 0 {
+		n.orderMu.Unlock()
+		return ids.TxID{}, ErrNotPrimary
+	}
 	seqno, err := n.store.Commit(tx, func(seqno ids.Seqno, ws *kv.WriteSet) error {
-		return n.sealTx(seqno, ws, claims)
+		return n.sealTx(view, seqno, ws, claims)
 	})
+	n.orderMu.Unlock()
 	if err != nil {
 		return ids.TxID{}, err
 	}
-	n.signalFlusher()
-	return ids.TxID{View: n.view, Seqno: seqno}, nil
+	n.signalLoop()
+	return ids.TxID{View: view, Seqno: seqno}, nil
 }
 
-// sealTx turns a write set into a ledger entry and a Merkle leaf. It runs
-// under the kv commit mutex: it is the one place that fixes the order of
-// everything.
-func (n *Node) sealTx(seqno ids.Seqno, ws *kv.WriteSet, claims [32]byte) error {
+// sealTx turns a write set into a ledger entry, proposes it and appends its
+// Merkle leaf. It runs under orderMu and the kv commit mutex: it is the one
+// place that fixes the order of everything on the primary.
+func (n *Node) sealTx(view ids.View, seqno ids.Seqno, ws *kv.WriteSet, claims [32]byte) error {
 	pub, priv := ws.Split()
-	id := ids.TxID{View: n.view, Seqno: seqno}
+	id := ids.TxID{View: view, Seqno: seqno}
 	e := ledger.Entry{
 		Kind:                 ledger.KindTx,
-		View:                 n.view,
+		View:                 view,
 		Seqno:                seqno,
 		Public:               pub.AppendBinary(nil),
 		CommitEvidenceDigest: n.secret.CommitEvidenceDigest(id),
 		ClaimsDigest:         claims,
 	}
 	if !priv.Empty() {
-		ct, err := n.secret.Seal(nil, n.view, seqno, priv.AppendBinary(nil), e.AppendAAD(nil))
+		ct, err := n.secret.Seal(nil, view, seqno, priv.AppendBinary(nil), e.AppendAAD(nil))
 		if err != nil {
 			return err
 		}
 		e.Private = ct
 	}
-	return n.appendEntry(&e)
+	return n.propose(&e)
 }
 
-func (n *Node) appendEntry(e *ledger.Entry) error {
-	if err := n.ledger.Append(e); err != nil {
+// propose hands a primary's entry to raft and records its leaf. Called
+// under orderMu.
+func (n *Node) propose(e *ledger.Entry) error {
+	if err := n.replica.Propose(e); err != nil {
+		if errors.Is(err, consensus.ErrNotPrimary) || errors.Is(err, consensus.ErrStaleSeqno) {
+			return fmt.Errorf("%w: %w", ErrNotPrimary, err)
+		}
 		n.fail(err)
 		return err
 	}
-	leaf := e.Leaf()
-	n.tree.Append(merkle.LeafHash(leaf[:]))
-	n.views.note(e.View, e.Seqno)
+	n.noteEntry(e)
 	return nil
 }
 
-// appendSignature appends a signature entry over the Merkle root of every
-// entry before it, signed with the service key.
+// noteEntry adds an entry that is now part of the node's state (executed by
+// this primary or applied from the ledger) to the Merkle tree and the view
+// history. Called under orderMu, in seqno order.
+func (n *Node) noteEntry(e *ledger.Entry) {
+	leaf := e.Leaf()
+	n.tree.Append(merkle.LeafHash(leaf[:]))
+	n.views.note(e.View, e.Seqno)
+}
+
+// appendSignature proposes a signature entry over the Merkle root of every
+// entry before it, signed with the service key. Called by the loop only.
 func (n *Node) appendSignature() error {
+	n.orderMu.Lock()
+	defer n.orderMu.Unlock()
+	view := n.primaryView
+	if view == 0 {
+		return nil
+	}
 	_, err := n.store.Sequence(func(seqno ids.Seqno) error {
 		treeSize := uint64(seqno) - 1
 		root := n.tree.Root()
@@ -76,77 +108,169 @@ func (n *Node) appendSignature() error {
 		if err != nil {
 			return fmt.Errorf("node: sign root: %w", err)
 		}
-		rec := ledger.SignatureRecord{View: n.view, Seqno: seqno, TreeSize: treeSize, Root: root,
+		rec := ledger.SignatureRecord{View: view, Seqno: seqno, TreeSize: treeSize, Root: root,
 			SignedRoot: signed, NodeID: string(n.nodeID), NodeCert: n.nodeCert.Raw}
 		pub, err := rec.Marshal()
 		if err != nil {
 			return err
 		}
-		e := ledger.Entry{Kind: ledger.KindSignature, View: n.view, Seqno: seqno, Public: pub,
-			CommitEvidenceDigest: n.secret.CommitEvidenceDigest(ids.TxID{View: n.view, Seqno: seqno})}
-		if err := n.appendEntry(&e); err != nil {
+		e := ledger.Entry{Kind: ledger.KindSignature, View: view, Seqno: seqno, Public: pub,
+			CommitEvidenceDigest: n.secret.CommitEvidenceDigest(ids.TxID{View: view, Seqno: seqno})}
+		if err := n.propose(&e); err != nil {
 			return err
 		}
 		n.sigs.add(seqno, treeSize, signed)
 		return nil
 	})
+	if errors.Is(err, ErrNotPrimary) {
+		// Leadership ended between the check and the proposal; the new
+		// primary signs.
+		return nil
+	}
 	return err
 }
 
-func (n *Node) signalFlusher() {
+// applyThrough brings the store, tree, view history and signature index up
+// to seqno from the durable ledger: the entries a backup applies as raft
+// commits them, and those a new primary adopts from its log. Called under
+// orderMu.
+func (n *Node) applyThrough(seqno ids.Seqno) error {
+	from := n.store.Seqno() + 1
+	if seqno < from {
+		return nil
+	}
+	return n.ledger.ReadRange(from, seqno, func(e *ledger.Entry, _ []byte) error {
+		ws, err := n.decodeWriteSet(e)
+		if err != nil {
+			return err
+		}
+		if e.Kind == ledger.KindSignature {
+			rec, err := ledger.UnmarshalSignatureRecord(e.Public)
+			if err != nil {
+				return fmt.Errorf("node: signature at seqno %d: %w", e.Seqno, err)
+			}
+			n.sigs.add(e.Seqno, rec.TreeSize, rec.SignedRoot)
+		}
+		if err := n.store.Apply(e.Seqno, ws); err != nil {
+			return fmt.Errorf("node: apply seqno %d: %w", e.Seqno, err)
+		}
+		n.noteEntry(e)
+		if ws != nil && ws.Touches(app.NodesTable) {
+			n.peersStale = true
+		}
+		return nil
+	})
+}
+
+// rollbackTo drops the state this node executed beyond seqno (an ex-primary
+// whose uncommitted suffix raft may replace). Called under orderMu.
+func (n *Node) rollbackTo(seqno ids.Seqno) error {
+	if n.store.Seqno() <= seqno {
+		return nil
+	}
+	if err := n.store.Rollback(seqno); err != nil {
+		return fmt.Errorf("node: roll back to %d: %w", seqno, err)
+	}
+	if err := n.tree.Truncate(uint64(seqno)); err != nil {
+		return fmt.Errorf("node: roll back to %d: %w", seqno, err)
+	}
+	n.views.truncate(seqno)
+	n.sigs.truncate(seqno)
+	n.peersStale = true
+	return nil
+}
+
+func (n *Node) signalLoop() {
 	select {
 	case n.wake <- struct{}{}:
 	default:
 	}
 }
 
-// flushLoop is the group-commit goroutine: each round makes everything
-// appended so far durable with one fsync, signing first when due.
-func (n *Node) flushLoop() {
-	defer close(n.flusherDone)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+// loop is the node's consensus goroutine: it ticks raft, proposes
+// signatures when due and runs raft's Ready loop (persist, send, apply).
+// Group commit falls out of it: proposals made while a Ready is persisted
+// form the next Ready.
+func (n *Node) loop() {
+	defer close(n.loopDone)
+	ticker := time.NewTicker(time.Duration(n.cfg.Consensus.TickMS) * time.Millisecond)
+	defer ticker.Stop()
+	sigTimer := time.NewTimer(time.Hour)
+	sigTimer.Stop()
 	for {
 		select {
 		case <-n.stop:
 			if n.failed() == nil {
-				if err := n.flushOnce(true); err != nil {
-					n.log.Error("final flush failed", "err", err)
-				}
+				n.finalFlush()
 			}
 			return
 		case <-n.wake:
-		case <-timer.C:
+		case <-ticker.C:
+			n.replica.Tick()
+			n.tickDuties()
+		case <-sigTimer.C:
 		}
 		if n.failed() != nil {
 			continue
 		}
-		if err := n.flushOnce(false); err != nil {
-			n.log.Error("ledger flush failed; node stops accepting writes", "err", err)
+		if err := n.drive(false); err != nil {
+			n.fail(err)
 			continue
 		}
 		if wait, pending := n.signatureWait(); pending {
-			timer.Reset(wait)
+			sigTimer.Reset(wait)
 		}
 	}
 }
 
+// drive signs if due (or forced) and processes every pending Ready.
+func (n *Node) drive(forceSign bool) error {
+	if n.signatureDue(forceSign) {
+		if err := n.appendSignature(); err != nil {
+			return err
+		}
+	}
+	for n.replica.HasReady() {
+		start := n.clock.Now()
+		before := n.durable.Load()
+		if err := n.replica.ProcessReady(); err != nil {
+			return err
+		}
+		durable := uint64(n.ledger.DurableSeqno())
+		if durable > before {
+			n.metrics.observeSync(n.clock.Now().Sub(start), durable-before)
+		}
+		n.durable.Store(durable)
+	}
+	return n.checkConfLeaves()
+}
+
+// finalFlush signs and persists what this node executed before it stops.
+func (n *Node) finalFlush() {
+	if err := n.drive(true); err != nil {
+		n.log.Error("final flush failed", "err", err)
+	}
+}
+
 // signatureWait says how long until the next signature is due while
-// unsigned entries are durable.
+// unsigned entries exist.
 func (n *Node) signatureWait() (time.Duration, bool) {
 	first, ok := n.sigs.firstUnsignedSince()
-	if !ok || n.store.Seqno() == n.sigs.lastSeqno() {
+	if !ok || !n.isPrimary() || n.store.Seqno() == n.sigs.lastSeqno() {
 		return 0, false
 	}
 	return max(0, first.Add(time.Duration(n.cfg.Ledger.SignatureIntervalMS)*time.Millisecond).Sub(n.clock.Now())), true
 }
 
 func (n *Node) signatureDue(force bool) bool {
+	if !n.isPrimary() {
+		return false
+	}
 	unsigned := uint64(n.store.Seqno() - n.sigs.lastSeqno())
 	if unsigned == 0 {
 		return false
 	}
-	if force || n.cfg.Ledger.SignatureIntervalMS == 0 || unsigned >= uint64(n.cfg.Ledger.SignatureIntervalTxs) {
+	if force || n.forceSign.Swap(false) || n.cfg.Ledger.SignatureIntervalMS == 0 || unsigned >= uint64(n.cfg.Ledger.SignatureIntervalTxs) {
 		return true
 	}
 	now := n.clock.Now()
@@ -158,40 +282,75 @@ func (n *Node) signatureDue(force bool) bool {
 	return now.Sub(first) >= time.Duration(n.cfg.Ledger.SignatureIntervalMS)*time.Millisecond
 }
 
-// flushOnce signs if due (or forced), makes the ledger durable and advances
-// the commit point.
-func (n *Node) flushOnce(forceSign bool) error {
-	if n.signatureDue(forceSign) {
-		if err := n.appendSignature(); err != nil {
-			n.fail(err)
-			return err
-		}
+// onCommit is the replica's OnCommit: raft committed every entry up to
+// commit, durable here. Backups apply them; everyone advances the
+// signature commit point.
+func (n *Node) onCommit(commit uint64) {
+	c := ids.Seqno(commit)
+	n.orderMu.Lock()
+	err := n.applyThrough(c)
+	n.applied.Store(commit)
+	sig := n.sigs.lastAtOrBefore(c)
+	if err == nil {
+		// Raft-committed states are never rolled back.
+		n.store.Compact(c)
 	}
-	start := n.clock.Now()
-	before := n.durable.Load()
-	durable, err := n.ledger.Sync()
+	refresh := n.peersStale
+	n.peersStale = false
+	n.orderMu.Unlock()
 	if err != nil {
 		n.fail(err)
-		return err
+		return
 	}
-	if uint64(durable) > before {
-		n.metrics.observeSync(n.clock.Now().Sub(start), uint64(durable)-before)
+	if refresh {
+		n.refreshPeers()
 	}
-	n.durable.Store(uint64(durable))
-	sig := n.sigs.lastAtOrBefore(durable)
 	if uint64(sig) > n.committed.Load() {
 		n.committed.Store(uint64(sig))
-		// Committed states can never be rolled back: let the store forget
-		// the ones before.
-		n.store.Compact(sig)
-		n.broadcastCommit()
 		if err := n.ledger.SetCommitted(sig); err != nil {
 			n.fail(err)
-			return err
+			return
 		}
 	}
-	return nil
+	n.broadcastCommit()
 }
+
+// onRoleChange is the replica's OnRoleChange. A new primary adopts every
+// entry of its log (raft will commit them in its term) and signs at once,
+// so the previous view's entries commit promptly. An ex-primary forgets
+// what it executed beyond the commit point: raft may replace it.
+func (n *Node) onRoleChange(leader bool, term uint64) {
+	n.orderMu.Lock()
+	var err error
+	if leader {
+		durable := n.ledger.DurableSeqno()
+		if err = n.applyThrough(durable); err == nil {
+			n.primaryView = ids.View(term)
+			n.confPending = durable
+			n.forceSign.Store(true)
+		}
+	} else {
+		n.primaryView = 0
+		n.confLeaves = nil
+		err = n.rollbackTo(ids.Seqno(n.applied.Load()))
+	}
+	n.isPrimaryFlag.Store(n.primaryView != 0)
+	refresh := n.peersStale
+	n.peersStale = false
+	n.orderMu.Unlock()
+	if err != nil {
+		n.fail(err)
+		return
+	}
+	n.log.Info("role changed", "primary", leader, "view", term)
+	if refresh {
+		n.refreshPeers()
+	}
+	n.broadcastCommit()
+	n.signalLoop()
+}
+
+func (n *Node) isPrimary() bool { return n.isPrimaryFlag.Load() }
 
 func (n *Node) broadcastCommit() {
 	next := make(chan struct{})
@@ -239,23 +398,50 @@ func (n *Node) waitCommitted(ctx context.Context, id ids.TxID) error {
 	}
 }
 
+// txStatus answers from this node's log and raft's commit index as
+// applied here (docs/replication.md §3). Raft never changes a committed
+// entry, and every log that can win an election holds the committed ones:
+// so a committed entry of a later view at or before id's seqno proves that
+// id can never commit (every entry after it has a later view too), and a
+// committed entry of another view at id's seqno is a different
+// transaction. Anything not yet decided is Pending if this node holds it
+// and Unknown otherwise.
 func (n *Node) txStatus(id ids.TxID) ids.TxStatus {
-	last := n.store.Seqno()
-	if id.Seqno > last {
-		if id.View < n.view {
-			// Views before this one have ended; whatever they executed
-			// beyond our ledger is gone for good.
-			return ids.StatusInvalid
-		}
+	if id.Seqno == 0 {
 		return ids.StatusUnknown
 	}
-	if n.views.viewAt(id.Seqno) != id.View {
+	applied := ids.Seqno(n.applied.Load())
+	if probe := min(id.Seqno, applied); probe > 0 && n.views.viewAt(probe) > id.View {
 		return ids.StatusInvalid
 	}
-	if uint64(id.Seqno) <= n.committed.Load() {
-		return ids.StatusCommitted
+	if id.Seqno <= applied {
+		switch {
+		case n.views.viewAt(id.Seqno) != id.View:
+			return ids.StatusInvalid
+		case uint64(id.Seqno) <= n.committed.Load():
+			return ids.StatusCommitted
+		default:
+			return ids.StatusPending
+		}
 	}
-	return ids.StatusPending
+	if view, ok := n.viewInLog(id.Seqno); ok && view == id.View {
+		return ids.StatusPending
+	}
+	return ids.StatusUnknown
+}
+
+// viewInLog returns the view of the entry at seqno in this node's log, if
+// it holds one: in its state (a primary's executed entries) or in its
+// durable ledger (a backup's replicated, not yet committed ones).
+func (n *Node) viewInLog(s ids.Seqno) (ids.View, bool) {
+	if s <= n.store.Seqno() {
+		return n.views.viewAt(s), true
+	}
+	t, err := n.storage.Term(uint64(s))
+	if err != nil {
+		return 0, false
+	}
+	return ids.View(t), true
 }
 
 // lastCommitted returns the TxID of the last committed entry.
@@ -267,8 +453,8 @@ func (n *Node) lastCommitted() ids.TxID {
 	return ids.TxID{View: n.views.viewAt(s), Seqno: s}
 }
 
-// viewHistory records the first seqno of every view in the ledger, so the
-// view of any seqno is a binary search away.
+// viewHistory records the first seqno of every view in the node's state,
+// so the view of any seqno is a binary search away.
 type viewHistory struct {
 	mu     sync.RWMutex
 	starts []viewStart
@@ -292,6 +478,13 @@ func (h *viewHistory) note(view ids.View, seqno ids.Seqno) {
 	h.mu.Unlock()
 }
 
+// truncate forgets the seqnos after s.
+func (h *viewHistory) truncate(s ids.Seqno) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.starts = h.starts[:sort.Search(len(h.starts), func(i int) bool { return h.starts[i].first > s })]
+}
+
 func (h *viewHistory) viewAt(seqno ids.Seqno) ids.View {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -302,21 +495,12 @@ func (h *viewHistory) viewAt(seqno ids.Seqno) ids.View {
 	return h.starts[i-1].view
 }
 
-func (h *viewHistory) last() ids.View {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if len(h.starts) == 0 {
-		return 0
-	}
-	return h.starts[len(h.starts)-1].view
-}
-
-// sigIndex lists the signature entries of the ledger in seqno order, with
-// the signed root each receipt under it reuses.
+// sigIndex lists the signature entries of the node's state in seqno order,
+// with the signed root each receipt under it reuses.
 type sigIndex struct {
 	mu   sync.RWMutex
 	sigs []signature
-	// unsignedSince is when the flusher first saw unsigned entries since the
+	// unsignedSince is when the loop first saw unsigned entries since the
 	// last signature (for interval-based signing).
 	unsignedSince time.Time
 }
@@ -332,6 +516,14 @@ func (x *sigIndex) add(seqno ids.Seqno, treeSize uint64, signedRoot []byte) {
 	x.sigs = append(x.sigs, signature{seqno: seqno, treeSize: treeSize, signedRoot: signedRoot})
 	x.unsignedSince = time.Time{}
 	x.mu.Unlock()
+}
+
+// truncate forgets the signatures after s.
+func (x *sigIndex) truncate(s ids.Seqno) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.sigs = x.sigs[:sort.Search(len(x.sigs), func(i int) bool { return x.sigs[i].seqno > s })]
+	x.unsignedSince = time.Time{}
 }
 
 func (x *sigIndex) lastSeqno() ids.Seqno {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -31,10 +32,11 @@ type Manifest struct {
 
 // NodeEntry describes one node of the sandbox.
 type NodeEntry struct {
-	Name       string `json:"name"`
-	RPCAddress string `json:"rpc_address"`
-	LedgerDir  string `json:"ledger_dir"`
-	Config     string `json:"config"`
+	Name        string `json:"name"`
+	RPCAddress  string `json:"rpc_address"`
+	NodeAddress string `json:"node_address"`
+	LedgerDir   string `json:"ledger_dir"`
+	Config      string `json:"config"`
 	// PID is the node's process id while the sandbox runs (to stop one node
 	// by hand).
 	PID int `json:"pid,omitempty"`
@@ -52,6 +54,9 @@ type Options struct {
 	Out io.Writer
 	// ReadyTimeout bounds how long nodes may take to serve.
 	ReadyTimeout time.Duration
+	// ChunkSize is ledger.chunk_size in new node configurations (0: the
+	// node's default).
+	ChunkSize int64
 }
 
 // ErrNodes reports an unsupported node count.
@@ -60,8 +65,8 @@ var ErrNodes = errors.New("sandbox: unsupported node count")
 // Run creates (or reopens) the workspace, starts the nodes, writes
 // sandbox.json and prints how to use the service, then waits for ctx.
 func Run(ctx context.Context, opts Options) error {
-	if opts.Nodes != 1 {
-		return fmt.Errorf("%w %d: this version runs single-node services (--nodes 1); replication comes with the raft network", ErrNodes, opts.Nodes)
+	if opts.Nodes != 1 && opts.Nodes != 3 && opts.Nodes != 5 {
+		return fmt.Errorf("%w %d: a sandbox has 1, 3 or 5 nodes (an odd number: raft tolerates the crash of a minority)", ErrNodes, opts.Nodes)
 	}
 	if opts.Binary == "" {
 		exe, err := os.Executable()
@@ -87,16 +92,17 @@ func Run(ctx context.Context, opts Options) error {
 			c.stop(10 * time.Second)
 		}
 	}()
+	// One at a time: node0 starts the service (on the first run) and each
+	// other node then joins it through node0; on later runs every node
+	// rejoins as itself, and none waits for an election to be ready.
 	exited := make(chan *child, len(nodes))
-	for _, nd := range nodes {
+	serviceCert := filepath.Join(ws, "service_cert.pem")
+	for i, nd := range nodes {
 		c, err := startChild(opts.Binary, nd, exited)
 		if err != nil {
 			return err
 		}
 		children = append(children, c)
-	}
-	serviceCert := filepath.Join(ws, "service_cert.pem")
-	for i, c := range children {
 		addr, err := waitReady(ctx, c, serviceCert, opts.ReadyTimeout, exited)
 		if err != nil {
 			return err
@@ -113,12 +119,18 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	printReady(opts.Out, ws, m)
-	select {
-	case <-ctx.Done():
-		fmt.Fprintln(opts.Out, "stopping the sandbox")
-		return nil
-	case c := <-exited:
-		return fmt.Errorf("sandbox: node %s exited: %v; see %s", c.name, c.err, c.logPath)
+	// A node that stops (an operator's kill, a crash) leaves the others
+	// running: the service survives a minority, and the node can be
+	// started again by hand from its config.
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(opts.Out, "stopping the sandbox")
+			return nil
+		case c := <-exited:
+			fmt.Fprintf(opts.Out, "node %s exited (%v); the others keep running. Start it again with: %s node start --config %s (log: %s)\n",
+				c.name, c.err, opts.Binary, c.config, c.logPath)
+		}
 	}
 }
 
@@ -135,16 +147,17 @@ func prepare(ws string, opts Options) ([]NodeEntry, error) {
 		}
 	}
 	var nodes []NodeEntry
+	var genesisRPC string
 	for i := range opts.Nodes {
 		name := fmt.Sprintf("node%d", i)
 		dir := filepath.Join(ws, name)
 		cfgPath := filepath.Join(dir, "node.toml")
 		if _, err := os.Stat(cfgPath); errors.Is(err, os.ErrNotExist) {
-			port := 0
-			if opts.BasePort != 0 {
-				port = opts.BasePort + i
+			rpc, nodeAddr, err := nodePorts(opts.BasePort, i)
+			if err != nil {
+				return nil, err
 			}
-			if err := writeNodeConfig(dir, name, port); err != nil {
+			if err := writeNodeConfig(dir, name, rpc, nodeAddr, genesisRPC, opts.ChunkSize); err != nil {
 				return nil, err
 			}
 		}
@@ -152,21 +165,65 @@ func prepare(ws string, opts Options) ([]NodeEntry, error) {
 		if err != nil {
 			return nil, err
 		}
-		nodes = append(nodes, NodeEntry{Name: name, RPCAddress: cfg.Network.RPCAddress, LedgerDir: cfg.Storage.LedgerDir, Config: cfgPath})
+		if i == 0 {
+			genesisRPC = cfg.Network.RPCAddress
+		}
+		nodes = append(nodes, NodeEntry{Name: name, RPCAddress: cfg.Network.RPCAddress, NodeAddress: cfg.Network.NodeAddress,
+			LedgerDir: cfg.Storage.LedgerDir, Config: cfgPath})
 	}
 	return nodes, nil
 }
 
-func writeNodeConfig(dir, name string, port int) error {
+// nodePorts picks node i's RPC and node-to-node addresses: fixed ones from
+// basePort (RPC basePort+i, node-to-node basePort+100+i), else free ports
+// the system assigns now. They are written into the node's configuration,
+// so a node that restarts keeps them and its peers still reach it.
+func nodePorts(basePort, i int) (rpc, nodeAddr string, err error) {
+	if basePort != 0 {
+		return fmt.Sprintf("127.0.0.1:%d", basePort+i), fmt.Sprintf("127.0.0.1:%d", basePort+100+i), nil
+	}
+	free := func() (string, error) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		defer ln.Close()
+		return ln.Addr().String(), nil
+	}
+	if rpc, err = free(); err != nil {
+		return "", "", err
+	}
+	nodeAddr, err = free()
+	return rpc, nodeAddr, err
+}
+
+// writeNodeConfig writes node.toml: node0 starts the service (members,
+// users), every other node joins it through joinTarget, node0's RPC
+// address.
+func writeNodeConfig(dir, name, rpc, nodeAddr, joinTarget string, chunkSize int64) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
+	}
+	role := `[start]
+members = [{ cert_file = "../member0_cert.pem" }]
+users = [{ cert_file = "../user0_cert.pem" }]`
+	if joinTarget != "" {
+		role = fmt.Sprintf(`# This node joins the service through node0 the first time it starts;
+# afterwards it rejoins as itself (its identity is sealed in data/).
+[join]
+target = %q`, joinTarget)
+	}
+	chunkLine := ""
+	if chunkSize != 0 {
+		chunkLine = fmt.Sprintf("chunk_size = %d", chunkSize)
 	}
 	cfg := fmt.Sprintf(`# Coco node configuration, written by "coco sandbox".
 # Restart this node by hand with: coco node start --config %s
 name = %q
 
 [network]
-rpc_address = "127.0.0.1:%d"
+rpc_address = %q
+node_address = %q
 
 [storage]
 ledger_dir = "ledger"
@@ -175,16 +232,15 @@ data_dir = "data"
 [service]
 cert_file = "../service_cert.pem"
 
-[start]
-members = [{ cert_file = "../member0_cert.pem" }]
-users = [{ cert_file = "../user0_cert.pem" }]
+%s
 
 [ledger]
 signature_interval_ms = 0
+%s
 
 [log]
 level = "info"
-`, filepath.Join(dir, "node.toml"), name, port)
+`, filepath.Join(dir, "node.toml"), name, rpc, nodeAddr, role, chunkLine)
 	return os.WriteFile(filepath.Join(dir, "node.toml"), []byte(cfg), 0o644)
 }
 
@@ -192,6 +248,7 @@ type child struct {
 	name    string
 	cmd     *exec.Cmd
 	logPath string
+	config  string
 	dataDir string
 	done    chan struct{}
 	err     error
@@ -220,7 +277,7 @@ func startChild(binary string, nd NodeEntry, exited chan<- *child) (*child, erro
 		logFile.Close()
 		return nil, fmt.Errorf("sandbox: start %s: %w", nd.Name, err)
 	}
-	c := &child{name: nd.Name, cmd: cmd, logPath: logPath, dataDir: cfg.Storage.DataDir, done: make(chan struct{})}
+	c := &child{name: nd.Name, cmd: cmd, logPath: logPath, config: nd.Config, dataDir: cfg.Storage.DataDir, done: make(chan struct{})}
 	go func() {
 		c.err = cmd.Wait()
 		logFile.Close()
@@ -329,6 +386,12 @@ func printReady(out io.Writer, ws string, m Manifest) {
 	fmt.Fprintf(out, "Write a private message and wait for it to commit:\n  curl %s -X POST 'https://%s/app/log/private?wait=commit' -H 'content-type: application/json' -d '{\"id\": 1, \"msg\": \"hello\"}'\n", auth, addr)
 	fmt.Fprintf(out, "Read it back:\n  curl %s 'https://%s/app/log/private?id=1'\n", auth, addr)
 	fmt.Fprintf(out, "Get its receipt (use the x-coco-txid of the write):\n  curl %s 'https://%s/app/receipt?transaction_id=<view.seqno>'\n", auth, addr)
+	fmt.Fprintln(out, "Writes go to any node (a backup forwards them to the primary); GET /node/network shows who is primary.")
+	if len(m.Nodes) > 1 {
+		last := m.Nodes[len(m.Nodes)-1]
+		fmt.Fprintf(out, "Stop one node (pids in %s) and start it again by hand; it rejoins and catches up:\n  kill %d; coco node start --config %s\n",
+			rel(filepath.Join(ws, ManifestFile)), last.PID, rel(last.Config))
+	}
 	fmt.Fprintln(out, "Press Ctrl-C to stop.")
 }
 

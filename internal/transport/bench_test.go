@@ -23,13 +23,15 @@ func BenchmarkTLSSend(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer recv.Close()
-	send, err := NewTLS(TLSConfig{LocalID: sid.id, Listener: listen(b), Cert: sid.cert, ServiceCert: svc.cert,
+	sln := listen(b)
+	send, err := NewTLS(TLSConfig{LocalID: sid.id, Listener: sln, Cert: sid.cert, ServiceCert: svc.cert,
 		Handler: func(context.Context, []raftpb.Message) {}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer send.Close()
 	send.SetPeers([]Peer{{ID: rid.id, Address: ln.Addr().String()}})
+	recv.SetPeers([]Peer{{ID: sid.id, Address: sln.Addr().String()}}) // or it refuses the sender
 
 	msgs := make([]raftpb.Message, batch)
 	for i := range msgs {

@@ -16,9 +16,9 @@ var (
 	// batch (see doc.go): truncated, trailing bytes, a count of zero, a
 	// message that does not decode.
 	ErrMalformedBatch = errors.New("transport: malformed batch")
-	// ErrUnsupportedVersion reports a batch whose version byte this node
-	// does not speak.
-	ErrUnsupportedVersion = errors.New("transport: unsupported batch version")
+	// ErrUnsupportedVersion reports a batch, forwarded request or
+	// forwarded response whose version this node does not speak.
+	ErrUnsupportedVersion = errors.New("transport: unsupported wire version")
 	// ErrBatchTooLarge reports a batch over MaxBatchMessages messages or
 	// MaxBatchBytes bytes, and a single message that could never fit in one.
 	ErrBatchTooLarge = errors.New("transport: batch too large")
@@ -37,9 +37,33 @@ var (
 	// ErrMisdirected reports a batch holding a message whose To is not this
 	// node's raft id.
 	ErrMisdirected = errors.New("transport: message To is not this node")
-	// ErrRefused reports a batch the peer answered with an error status;
-	// every *RefusedError matches it.
-	ErrRefused = errors.New("transport: batch refused by peer")
+	// ErrRefused reports a batch or forwarded request the peer answered
+	// with an error status; every *RefusedError matches it.
+	ErrRefused = errors.New("transport: request refused by peer")
+	// ErrUnknownSender reports a batch or forwarded request from a node
+	// whose (endorsed) certificate is not one of the current peers given to
+	// SetPeers: a removed node, or one not added yet. Endorsement alone
+	// does not make a node a member: the service cannot revoke a node
+	// certificate, so membership is what refuses a removed node.
+	ErrUnknownSender = errors.New("transport: sender is not a current peer")
+	// ErrUnknownPeer reports a Forward to a raft id that is not a current
+	// peer (never added, removed, or the local node itself).
+	ErrUnknownPeer = errors.New("transport: unknown peer")
+	// ErrUnreachable reports a Forward that did not get an answer from the
+	// peer: a network or HTTP failure (TLS), a partition or a stopped peer
+	// (MemNetwork). The request may or may not have been executed.
+	ErrUnreachable = errors.New("transport: peer unreachable")
+	// ErrClosed reports a Forward on a closed transport.
+	ErrClosed = errors.New("transport: closed")
+	// ErrBadForward reports a forwarded request or response that is not
+	// well formed (see doc.go): it does not decode strictly, is not in
+	// canonical form, or breaks a field rule (method, path, header names
+	// and values, status).
+	ErrBadForward = errors.New("transport: malformed forwarded request or response")
+	// ErrForwardTooLarge reports a forwarded request or response over
+	// MaxForwardBodyBytes of body, MaxForwardMetaBytes of everything else,
+	// MaxForwardHeaderFields header values, or MaxForwardWireBytes encoded.
+	ErrForwardTooLarge = errors.New("transport: forwarded request or response too large")
 )
 
 // HandshakeError is a TLS connection refused because of the peer's
@@ -74,15 +98,19 @@ func (e *HandshakeError) Error() string {
 
 func (e *HandshakeError) Unwrap() error { return e.Err }
 
-// RefusedError is a batch that the peer answered with an error status.
+// RefusedError is a batch or forwarded request that the peer answered
+// with an error status: the transport's refusal, not the application's
+// answer (a forwarded request the application refused is a
+// ForwardedResponse with its status, not an error).
 type RefusedError struct {
 	Peer    uint64
+	Path    string // the endpoint: RaftPath or ForwardPath
 	Status  int    // HTTP status
 	Message string // the peer's explanation (first bytes of the body)
 }
 
 func (e *RefusedError) Error() string {
-	return fmt.Sprintf("transport: peer %x refused the batch: %d %s", e.Peer, e.Status, e.Message)
+	return fmt.Sprintf("transport: peer %x refused POST %s: %d %s", e.Peer, e.Path, e.Status, e.Message)
 }
 
 func (e *RefusedError) Unwrap() error { return ErrRefused }

@@ -159,12 +159,26 @@ type node struct {
 
 func startNode(t testing.TB, svc *service, id identity, queueLen int) *node {
 	t.Helper()
+	return startForwardNode(t, svc, id, queueLen, nil)
+}
+
+// startForwardNode starts a node that executes forwarded requests with fh.
+func startForwardNode(t testing.TB, svc *service, id identity, queueLen int, fh ForwardHandler) *node {
+	t.Helper()
+	return startNodeConfig(t, svc, id, func(c *TLSConfig) { c.QueueLen, c.Forward = queueLen, fh })
+}
+
+// startNodeConfig starts a node whose configuration mod adjusts.
+func startNodeConfig(t testing.TB, svc *service, id identity, mod func(*TLSConfig)) *node {
+	t.Helper()
 	n := &node{identity: id, in: newInbox(1 << 16), logs: &logBuffer{}}
 	ln := listen(t)
-	tr, err := NewTLS(TLSConfig{
+	cfg := TLSConfig{
 		LocalID: id.id, Listener: ln, Cert: id.cert, ServiceCert: svc.cert,
-		Handler: n.in.handle, Logger: n.logs.logger(), QueueLen: queueLen,
-	})
+		Handler: n.in.handle, Logger: n.logs.logger(),
+	}
+	mod(&cfg)
+	tr, err := NewTLS(cfg)
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)
@@ -175,6 +189,16 @@ func startNode(t testing.TB, svc *service, id identity, queueLen int) *node {
 }
 
 func (n *node) peer() Peer { return Peer{ID: n.id, Address: n.addr} }
+
+// admit makes ids n's peers (replacing its peer set), at an address where
+// nobody listens: n accepts their requests, and sends nothing unless told.
+func (n *node) admit(ids ...identity) {
+	peers := make([]Peer, len(ids))
+	for i, id := range ids {
+		peers[i] = Peer{ID: id.id, Address: "127.0.0.1:1"}
+	}
+	n.tr.SetPeers(peers)
+}
 
 // eventually polls cond until it holds, at most 10 s, on a ticker channel.
 func eventually(t testing.TB, what string, cond func() bool) {

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"sync"
 
@@ -23,7 +24,17 @@ import (
 // cut link loses what is on it, as TCP connections reset), then a message
 // that can pass is dropped with probability DropRate, one draw of the
 // seeded generator per such message, in send order. Messages are copied
-// through their wire encoding at Send, so nodes never share memory.
+// through their wire encoding at Send, so nodes never share memory. A
+// recipient refuses messages from a node it does not list in SetPeers,
+// as a TLS transport does.
+//
+// Forward is synchronous: it calls the recipient's ForwardHandler in the
+// caller's goroutine and returns its answer, with no Deliver. The fault
+// is decided when Forward is called: across a partition or an isolation,
+// or to a node that is not running, it fails with ErrUnreachable without
+// calling the handler; random drops (DropRate) apply to raft messages
+// only, so a test decides exactly which forwards fail. Request and answer
+// are copied through their wire encoding, so they obey the TLS rules.
 type MemNetwork struct {
 	mu       sync.Mutex
 	rng      *rand.Rand
@@ -63,6 +74,12 @@ func NewMemNetwork(seed uint64) *MemNetwork {
 // id 0, a nil handler or an id whose transport is open: those are bugs in
 // the test.
 func (n *MemNetwork) Join(id uint64, h Handler) Transport {
+	return n.JoinWithForward(id, h, nil)
+}
+
+// JoinWithForward is Join for a node that executes forwarded requests
+// with fh; with fh nil it refuses them (501), as Join's node does.
+func (n *MemNetwork) JoinWithForward(id uint64, h Handler, fh ForwardHandler) Transport {
 	if id == 0 || h == nil {
 		panic("transport: MemNetwork.Join needs a non-zero id and a handler")
 	}
@@ -71,7 +88,7 @@ func (n *MemNetwork) Join(id uint64, h Handler) Transport {
 	if m, ok := n.members[id]; ok && !m.closed {
 		panic(fmt.Sprintf("transport: MemNetwork.Join: node %x already joined", id))
 	}
-	m := &memTransport{net: n, id: id, h: h, peers: map[uint64]bool{}}
+	m := &memTransport{net: n, id: id, h: h, fh: fh, peers: map[uint64]bool{}}
 	n.members[id] = m
 	return m
 }
@@ -142,9 +159,10 @@ func (n *MemNetwork) Pending() int {
 
 // Deliver hands over every message queued when it is called and returns
 // how many reached a handler. Each message is decided in send order
-// (blocked → dropped; else dropped with probability DropRate; a message
-// whose From is not its sender is refused; a recipient that is not joined
-// or closed drops it); then each recipient's handler is called once, in
+// (blocked → dropped; else dropped with probability DropRate; a recipient
+// that is not joined or closed drops it; a message whose From is not its
+// sender, or whose sender is not a peer of the recipient, is refused);
+// then each recipient's handler is called once, in
 // ascending raft id, with its messages in send order. Messages sent during
 // Deliver (by handlers) wait for the next call.
 func (n *MemNetwork) Deliver() int {
@@ -185,9 +203,13 @@ func (n *MemNetwork) deliverLocked(q []memEnvelope) int {
 			sender.stats.get(to).dropped.Add(1)
 			continue
 		}
-		if e.msg.From != e.from {
+		if e.msg.From != e.from || !dst.peers[e.from] {
 			sender.stats.get(to).dropped.Add(1)
-			dst.stats.get(e.from).refused.Add(1)
+			c := dst.stats.get(e.from)
+			c.refused.Add(1)
+			if !dst.peers[e.from] {
+				c.unknownSender.Add(1)
+			}
 			continue
 		}
 		sender.stats.get(to).sent.Add(1)
@@ -222,6 +244,7 @@ type memTransport struct {
 	net    *MemNetwork
 	id     uint64
 	h      Handler
+	fh     ForwardHandler
 	peers  map[uint64]bool
 	closed bool
 	stats  statsTable
@@ -263,6 +286,82 @@ func (m *memTransport) SetPeers(peers []Peer) {
 	m.net.dropQueuedLocked(func(e *memEnvelope) bool {
 		return e.from == m.id && old[e.msg.To] && !m.peers[e.msg.To]
 	})
+}
+
+// Forward hands req to the ForwardHandler of node to, synchronously (see
+// MemNetwork), with ctx: the network does not cancel it, and a ctx done
+// before the call fails it without calling the handler.
+func (m *memTransport) Forward(ctx context.Context, to uint64, req *ForwardedRequest) (*ForwardedResponse, error) {
+	wire, err := EncodeForwardedRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	n := m.net
+	n.mu.Lock()
+	if m.closed {
+		n.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if to == m.id {
+		n.mu.Unlock()
+		return nil, fmt.Errorf("%w: %x is this node", ErrUnknownPeer, to)
+	}
+	c := m.stats.get(to)
+	dst, err := n.forwardTargetLocked(m, to)
+	n.mu.Unlock()
+	if err == nil && ctx.Err() != nil {
+		err = fmt.Errorf("transport: forwarding to peer %x: %w", to, context.Cause(ctx))
+	}
+	if err != nil {
+		c.forwardFailed.Add(1)
+		return nil, err
+	}
+	in, err := DecodeForwardedRequest(wire)
+	if err != nil { // it was just encoded: a bug here, not the caller's
+		panic(fmt.Sprintf("transport: MemNetwork: forwarded request does not round-trip: %v", err))
+	}
+	// The handler runs without the lock: it may Send or Forward.
+	answer, err := EncodeForwardedResponse(dst.fh(ctx, m.id, in))
+	dst.stats.get(m.id).forwardsReceived.Add(1)
+	if err != nil {
+		c.forwardFailed.Add(1)
+		return nil, &RefusedError{Peer: to, Path: ForwardPath, Status: http.StatusInternalServerError,
+			Message: "transport: the primary's answer cannot be relayed: " + err.Error()}
+	}
+	out, err := DecodeForwardedResponse(answer)
+	if err != nil {
+		panic(fmt.Sprintf("transport: MemNetwork: forwarded response does not round-trip: %v", err))
+	}
+	c.forwarded.Add(1)
+	return out, nil
+}
+
+// forwardTargetLocked returns the node a Forward from m to to reaches, or
+// why it does not, with the TLS transport's errors: unknown peer, cut
+// link or stopped node (ErrUnreachable), refusals (*RefusedError).
+func (n *MemNetwork) forwardTargetLocked(m *memTransport, to uint64) (*memTransport, error) {
+	if !m.peers[to] {
+		return nil, fmt.Errorf("%w: %x is not a current peer", ErrUnknownPeer, to)
+	}
+	if n.blockedLocked(m.id, to) {
+		return nil, fmt.Errorf("%w: peer %x is cut off from %x", ErrUnreachable, to, m.id)
+	}
+	dst, ok := n.members[to]
+	if !ok || dst.closed {
+		return nil, fmt.Errorf("%w: peer %x is not running", ErrUnreachable, to)
+	}
+	dc := dst.stats.get(m.id)
+	if !dst.peers[m.id] {
+		dc.refusedForwards.Add(1)
+		dc.unknownSender.Add(1)
+		return nil, &RefusedError{Peer: to, Path: ForwardPath, Status: http.StatusForbidden,
+			Message: fmt.Sprintf("%v: node %x is not a peer of node %x", ErrUnknownSender, m.id, to)}
+	}
+	if dst.fh == nil {
+		dc.refusedForwards.Add(1)
+		return nil, &RefusedError{Peer: to, Path: ForwardPath, Status: http.StatusNotImplemented, Message: errNoForwardHandler.Error()}
+	}
+	return dst, nil
 }
 
 func (m *memTransport) Stats() Stats { return m.stats.snapshot() }

@@ -1,9 +1,13 @@
 package transport
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -303,5 +307,157 @@ func TestMemMessagesAreCopied(t *testing.T) {
 	n.Deliver()
 	if got := string(n.got[2][0].Entries[0].Data); got != "entry" {
 		t.Fatalf("receiver sees the sender's memory: %q", got)
+	}
+}
+
+func TestMemForward(t *testing.T) {
+	n := NewMemNetwork(1)
+	var calls []forwardCall
+	primary := func(_ context.Context, from uint64, req *ForwardedRequest) *ForwardedResponse {
+		calls = append(calls, forwardCall{from, req})
+		if req.Path == "/bad" {
+			return &ForwardedResponse{} // status 0: cannot be relayed
+		}
+		return &ForwardedResponse{Status: http.StatusCreated, Header: http.Header{"X-Coco-Txid": {"2.1"}}, Body: req.Body}
+	}
+	noop := func(context.Context, []raftpb.Message) {}
+	tr := map[uint64]Transport{
+		1: n.JoinWithForward(1, noop, nil),
+		2: n.JoinWithForward(2, noop, primary),
+		3: n.Join(3, noop), // executes no forwarded request
+	}
+	all := []Peer{{ID: 1}, {ID: 2}, {ID: 3}}
+	for _, x := range tr {
+		x.SetPeers(all)
+	}
+	ctx := context.Background()
+	req := &ForwardedRequest{Method: http.MethodPost, Path: "/w", RawQuery: "a=1",
+		Header: http.Header{"Content-Type": {"text/plain"}, "Authorization": {"secret"}},
+		Body:   []byte("body"), CallerCert: []byte{0x30, 1}}
+	// forwards reports whether a forward 1 → 2 reaches the handler, and
+	// returns Forward's error.
+	forwards := func() (bool, error) {
+		before := len(calls)
+		_, err := tr[1].Forward(ctx, 2, req)
+		return len(calls) > before, err
+	}
+
+	// Synchronous: answered on return, no Deliver, nothing queued.
+	resp, err := tr[1].Forward(ctx, 2, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 1 || n.Pending() != 0 {
+		t.Fatalf("%d calls, %d pending after Forward", len(calls), n.Pending())
+	}
+	if resp.Status != http.StatusCreated || resp.Header.Get("X-Coco-Txid") != "2.1" || string(resp.Body) != "body" {
+		t.Fatalf("answer %+v", resp)
+	}
+	got := calls[0]
+	if got.from != 1 || got.req.Path != "/w" || got.req.RawQuery != "a=1" || !bytes.Equal(got.req.CallerCert, []byte{0x30, 1}) ||
+		!reflect.DeepEqual(got.req.Header, http.Header{"Content-Type": {"text/plain"}}) {
+		t.Fatalf("the handler got %d, %+v", got.from, got.req)
+	}
+	req.Body[0] = 'X'
+	if string(got.req.Body) != "body" {
+		t.Fatal("the handler shares the caller's memory")
+	}
+	req.Body[0] = 'b'
+
+	// Partitions and isolation cut forwards, without calling the handler;
+	// Heal restores them. Random drops do not apply.
+	n.Partition([]uint64{1}, []uint64{2, 3})
+	if reached, err := forwards(); reached || !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("across a partition: reached %v, %v", reached, err)
+	}
+	n.Heal()
+	if reached, err := forwards(); !reached || err != nil {
+		t.Fatalf("healed: reached %v, %v", reached, err)
+	}
+	for _, id := range []uint64{1, 2} {
+		n.Isolate(id)
+		if reached, err := forwards(); reached || !errors.Is(err, ErrUnreachable) {
+			t.Fatalf("%d isolated: reached %v, %v", id, reached, err)
+		}
+		n.Heal()
+	}
+	n.DropRate(1)
+	if reached, err := forwards(); !reached || err != nil {
+		t.Fatalf("drop rate 1: reached %v, %v", reached, err)
+	}
+	n.DropRate(0)
+
+	// Refusals, with the TLS transport's errors.
+	var rerr *RefusedError
+	if _, err := tr[1].Forward(ctx, 3, req); !errors.As(err, &rerr) || rerr.Status != http.StatusNotImplemented {
+		t.Fatalf("no handler: %v", err)
+	}
+	if _, err := tr[1].Forward(ctx, 9, req); !errors.Is(err, ErrUnknownPeer) {
+		t.Fatalf("unknown peer: %v", err)
+	}
+	if _, err := tr[1].Forward(ctx, 1, req); !errors.Is(err, ErrUnknownPeer) {
+		t.Fatalf("itself: %v", err)
+	}
+	if _, err := tr[1].Forward(ctx, 2, &ForwardedRequest{Method: "POST", Path: "/bad"}); !errors.As(err, &rerr) || rerr.Status != http.StatusInternalServerError {
+		t.Fatalf("bad answer: %v", err)
+	}
+	if _, err := tr[1].Forward(ctx, 2, &ForwardedRequest{Method: "POST"}); !errors.Is(err, ErrBadForward) {
+		t.Fatalf("bad request: %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	before := len(calls)
+	if _, err := tr[1].Forward(cctx, 2, req); !errors.Is(err, context.Canceled) || len(calls) != before {
+		t.Fatalf("cancelled: %v, handler called %d times", err, len(calls)-before)
+	}
+
+	// The primary removes node 1: its forwards and messages are refused.
+	tr[2].SetPeers([]Peer{{ID: 2}, {ID: 3}})
+	if reached, err := forwards(); reached || !errors.As(err, &rerr) || rerr.Status != http.StatusForbidden ||
+		!strings.Contains(rerr.Message, ErrUnknownSender.Error()) {
+		t.Fatalf("removed: reached %v, %v", reached, err)
+	}
+	tr[1].Send([]raftpb.Message{{Type: raftpb.MsgHeartbeat, From: 1, To: 2}})
+	if d := n.Deliver(); d != 0 {
+		t.Fatalf("delivered %d messages from a removed node", d)
+	}
+	if s := tr[2].Stats().Peers[1]; s.UnknownSender != 2 || s.RefusedForwards != 1 || s.RefusedBatches != 1 {
+		t.Fatalf("primary's counters for the removed node: %+v", s)
+	}
+	tr[2].SetPeers(all)
+	if reached, err := forwards(); !reached || err != nil {
+		t.Fatalf("re-added: reached %v, %v", reached, err)
+	}
+
+	// A stopped primary is unreachable; a closed transport forwards nothing.
+	tr[2].Close()
+	if _, err := forwards(); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("closed primary: %v", err)
+	}
+	tr[1].Close()
+	if _, err := forwards(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("closed backup: %v", err)
+	}
+	s1, s2 := tr[1].Stats().Peers[2], tr[2].Stats().Peers[1]
+	if s1.Forwarded != 4 || s1.ForwardFailures != 7 || s2.ForwardsReceived != 5 {
+		t.Fatalf("counters: backup %+v, primary %+v", s1, s2)
+	}
+}
+
+func TestMemRefusesMessagesFromNonPeers(t *testing.T) {
+	n := newMemNet(t, 1, 1, 2)
+	n.tr[2].SetPeers(nil) // 2 still sends to nobody, and hears nobody
+	if n.reaches(1, 2) {
+		t.Fatal("a message from a node that is not a peer was delivered")
+	}
+	if s := n.tr[2].Stats().Peers[1]; s.UnknownSender != 1 || s.RefusedBatches != 1 || s.Received != 0 {
+		t.Fatalf("recipient's counters: %+v", s)
+	}
+	if s := n.tr[1].Stats().Peers[2]; s.Dropped != 1 {
+		t.Fatalf("sender's counters: %+v", s)
+	}
+	n.tr[2].SetPeers([]Peer{{ID: 1}})
+	if !n.reaches(1, 2) {
+		t.Fatal("not delivered once the sender is a peer")
 	}
 }

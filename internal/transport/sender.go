@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cocoledger/coco/internal/ids"
@@ -31,6 +32,11 @@ type sender struct {
 	done   chan struct{}
 	rt     *http.Transport
 	url    string
+	fwdURL string
+	// forwards counts the Forward calls using rt; run waits for them
+	// before closing rt's connections, so none is left idle. Add only
+	// under t.mu while the sender is in t.senders.
+	forwards sync.WaitGroup
 
 	lastErr string // last failure logged at warning level; "" when healthy
 }
@@ -44,6 +50,7 @@ func (t *TLS) newSender(p Peer) *sender {
 		done:  make(chan struct{}),
 		url:   "https://" + p.Address + RaftPath,
 	}
+	s.fwdURL = "https://" + p.Address + ForwardPath
 	s.ctx, s.cancel = context.WithCancel(t.ctx)
 	var protocols http.Protocols
 	protocols.SetHTTP2(true)
@@ -117,6 +124,7 @@ func (s *sender) run() {
 	defer s.t.sendWG.Done()
 	defer close(s.done)
 	defer s.rt.CloseIdleConnections()
+	defer s.forwards.Wait() // cancelled with s.ctx: they return promptly
 	var (
 		batch    []raftpb.Message
 		carry    raftpb.Message
@@ -222,7 +230,7 @@ func (s *sender) post(body []byte) error {
 		return nil
 	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
-	return &RefusedError{Peer: s.peer.ID, Status: resp.StatusCode, Message: strings.TrimSpace(string(msg))}
+	return &RefusedError{Peer: s.peer.ID, Path: RaftPath, Status: resp.StatusCode, Message: strings.TrimSpace(string(msg))}
 }
 
 // logFailure logs a failed batch: at warning level when the failure is new

@@ -54,9 +54,16 @@ func (t *TLS) startServer() {
 		IdleTimeout:       5 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
 		HTTP2: &http.HTTP2Config{
-			// A sender has one batch in flight; a few more streams
-			// tolerate a reconnecting peer.
-			MaxConcurrentStreams:          8,
+			// Per connection, i.e. per peer: one stream for the
+			// sender's batch in flight, and one per request that peer
+			// forwards, which waits while the primary executes it (a
+			// write, possibly waiting for a commit). A backup relays
+			// its clients' writes concurrently, so this is sized for
+			// many; past it the client opens a second connection
+			// rather than queueing. Memory does not grow with it: the
+			// receive buffers below and the forward byte budget bound
+			// what streams hold, and a goroutine per stream is cheap.
+			MaxConcurrentStreams:          256,
 			MaxReceiveBufferPerConnection: 2 << 20,
 			MaxReceiveBufferPerStream:     2 << 20,
 			SendPingTimeout:               30 * time.Second,
@@ -229,10 +236,10 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 
 var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// ServeHTTP receives one batch: POST RaftPath from a node whose
-// certificate the handshake verified. The batch is refused whole if it is
-// malformed or if any message is not From the sender or not To this node;
-// otherwise the Handler gets it and the answer is 204.
+// ServeHTTP receives one batch (POST RaftPath) or one forwarded request
+// (POST ForwardPath) from a node whose certificate the handshake
+// verified. A node that is not a current peer is refused (403,
+// ErrUnknownSender) before its body is read.
 func (t *TLS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t.handlerMu.RLock()
 	if t.handlerClosed {
@@ -244,13 +251,13 @@ func (t *TLS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t.handlerMu.RUnlock()
 	defer t.handlerWG.Done()
 
-	if r.URL.Path != RaftPath {
+	if r.URL.Path != RaftPath && r.URL.Path != ForwardPath {
 		http.Error(w, "transport: no endpoint "+r.URL.Path, http.StatusNotFound)
 		return
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		http.Error(w, "transport: "+RaftPath+" accepts POST only", http.StatusMethodNotAllowed)
+		http.Error(w, "transport: "+r.URL.Path+" accepts POST only", http.StatusMethodNotAllowed)
 		return
 	}
 	from, ok := r.Context().Value(senderKey{}).(uint64)
@@ -259,6 +266,44 @@ func (t *TLS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := t.stats.get(from)
+	if !t.isPeer(from) {
+		t.refuseUnknownSender(w, r, from, c)
+		return
+	}
+	if r.URL.Path == ForwardPath {
+		t.serveForward(w, r, from, c)
+		return
+	}
+	t.serveBatch(w, r, from, c)
+}
+
+// refuseUnknownSender refuses a request from an endorsed node that is not
+// a current peer: a removed node (its certificate stays endorsed: the
+// service cannot revoke it) or one not added yet. A removed node keeps
+// retrying, about once a second, so the refusals of a node are logged at
+// warning level when their count is a power of two (1, 2, 4, ...) and at
+// debug level otherwise; all are counted.
+func (t *TLS) refuseUnknownSender(w http.ResponseWriter, r *http.Request, from uint64, c *counters) {
+	if r.URL.Path == ForwardPath {
+		c.refusedForwards.Add(1)
+	} else {
+		c.refused.Add(1)
+	}
+	n := c.unknownSender.Add(1)
+	err := fmt.Errorf("%w: node %x is not a peer of node %x", ErrUnknownSender, from, t.cfg.LocalID)
+	level := slog.LevelDebug
+	if n&(n-1) == 0 {
+		level = slog.LevelWarn
+	}
+	t.log.Log(r.Context(), level, "transport: refused a request from a node that is not a current peer",
+		"peer", hexID(from), "remote", r.RemoteAddr, "path", r.URL.Path, "refusals", n, "err", err)
+	http.Error(w, err.Error(), http.StatusForbidden)
+}
+
+// serveBatch receives one batch. The batch is refused whole if it is
+// malformed or if any message is not From the sender or not To this node;
+// otherwise the Handler gets it and the answer is 204.
+func (t *TLS) serveBatch(w http.ResponseWriter, r *http.Request, from uint64, c *counters) {
 	refuse := func(status int, err error) {
 		c.refused.Add(1)
 		t.log.Warn("transport: refused a batch", "peer", hexID(from), "remote", r.RemoteAddr, "status", status, "err", err)

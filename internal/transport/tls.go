@@ -42,6 +42,9 @@ type TLSConfig struct {
 	ServiceCert *x509.Certificate
 	// Handler receives the messages for the local raft node.
 	Handler Handler
+	// Forward executes requests forwarded by peers (POST ForwardPath).
+	// nil: this node refuses them (501), e.g. a node that never leads.
+	Forward ForwardHandler
 	// Logger receives refusals and failures; nil discards.
 	Logger *slog.Logger
 	// QueueLen bounds each peer's queue in messages; 0 means
@@ -72,6 +75,10 @@ type TLS struct {
 	handlerMu     sync.RWMutex
 	handlerClosed bool
 	handlerWG     sync.WaitGroup // ServeHTTP calls in progress
+
+	// fwdBudget bounds the bytes of inbound forwarded requests held at
+	// once, across peers and connections.
+	fwdBudget *byteBudget
 
 	closeOnce sync.Once
 }
@@ -129,6 +136,7 @@ func NewTLS(cfg TLSConfig) (*TLS, error) {
 		roots:     roots,
 		senders:   make(map[uint64]*sender),
 		serveDone: make(chan struct{}),
+		fwdBudget: newByteBudget(forwardBudgetBytes),
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.startServer()
@@ -170,8 +178,11 @@ func (t *TLS) Send(msgs []raftpb.Message) {
 }
 
 // SetPeers starts a sender for each new peer and stops those of removed
-// peers (and of peers whose address changed) before it returns. Peers
-// with id 0 or no address are ignored, with a warning.
+// peers (and of peers whose address changed) before it returns; a
+// Forward in flight to a removed peer is cancelled. Peers with id 0 or no
+// address are ignored, with a warning. From its return, requests from a
+// node no longer listed are refused (ErrUnknownSender), and those of a
+// newly listed node accepted.
 func (t *TLS) SetPeers(peers []Peer) {
 	want := make(map[uint64]Peer, len(peers))
 	for _, p := range peers {
@@ -212,12 +223,22 @@ func (t *TLS) SetPeers(peers []Peer) {
 	}
 }
 
+// isPeer reports whether id is a current peer: the senders are the peer
+// set, so the inbound check and the outbound queues cannot disagree.
+func (t *TLS) isPeer(id uint64) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	_, ok := t.senders[id]
+	return ok
+}
+
 // Stats returns a copy of the counters.
 func (t *TLS) Stats() Stats { return t.stats.snapshot() }
 
-// Close stops the senders (their queued messages count as dropped), the
-// server, its connections and handshakes, waits for handler calls in
-// progress (their context is cancelled), and closes the listener. It
+// Close stops the senders (their queued messages count as dropped) and
+// the Forwards in flight (cancelled), the server, its connections and
+// handshakes, waits for handler calls in progress (their context is
+// cancelled), and closes the listener. It
 // returns when every goroutine the transport started has exited. Close is
 // idempotent.
 func (t *TLS) Close() error {

@@ -173,6 +173,7 @@ func TestTLSRefusesSpoofedSender(t *testing.T) {
 	svc := newService(t)
 	a := startNode(t, svc, svc.endorse(t), 0)
 	b, c := svc.endorse(t), svc.endorse(t)
+	a.admit(b)
 	client := rawClient(t, b)
 
 	// b speaks for c: refused whole, even with an honest message first.
@@ -210,6 +211,7 @@ func TestTLSRefusesSpoofedSender(t *testing.T) {
 func TestTLSSpoofedSendIsRefusedAndCounted(t *testing.T) {
 	svc := newService(t)
 	a, b := startNode(t, svc, svc.endorse(t), 0), startNode(t, svc, svc.endorse(t), 0)
+	a.tr.SetPeers([]Peer{b.peer()})
 	b.tr.SetPeers([]Peer{a.peer()})
 	b.tr.Send([]raftpb.Message{heartbeat(12345, a.id, 1)})
 	eventually(t, "the refusal to be counted on both sides", func() bool {
@@ -226,6 +228,7 @@ func TestTLSMalformedBatch(t *testing.T) {
 	svc := newService(t)
 	a := startNode(t, svc, svc.endorse(t), 0)
 	b := svc.endorse(t)
+	a.admit(b)
 	for _, tc := range []struct {
 		body   []byte
 		ctype  string
@@ -333,6 +336,7 @@ func TestTLSQueueOverflowDropsAndCounts(t *testing.T) {
 func TestTLSSetPeers(t *testing.T) {
 	svc := newService(t)
 	a, b := startNode(t, svc, svc.endorse(t), 0), startNode(t, svc, svc.endorse(t), 0)
+	b.tr.SetPeers([]Peer{a.peer()})
 	a.tr.SetPeers([]Peer{a.peer(), b.peer(), {ID: 0, Address: "x:1"}, {ID: 5}})
 	if n := len(a.tr.senders); n != 1 {
 		t.Fatalf("%d senders, want 1 (self, id 0 and no address are skipped)", n)
@@ -368,7 +372,8 @@ func transportGoroutines(blockedOnly bool) []string {
 		if blockedOnly && (strings.Contains(g, " [runnable") || strings.Contains(g, " [running")) {
 			continue
 		}
-		for _, fn := range []string{"(*sender).run", "(*handshakeListener).acceptLoop", "(*handshakeListener).handshake", "(*TLS).startServer", "(*TLS).ServeHTTP"} {
+		for _, fn := range []string{"(*sender).run", "(*handshakeListener).acceptLoop", "(*handshakeListener).handshake", "(*TLS).startServer", "(*TLS).ServeHTTP",
+			"(*TLS).Forward", "(*TLS).serveForward"} {
 			if strings.Contains(g, "internal/transport."+fn) {
 				out = append(out, g)
 				break
@@ -381,7 +386,13 @@ func transportGoroutines(blockedOnly bool) []string {
 func TestTLSCloseStopsAllGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
 	svc := newService(t)
-	a, b := startNode(t, svc, svc.endorse(t), 0), startNode(t, svc, svc.endorse(t), 0)
+	executing := make(chan struct{}, 1)
+	a := startNode(t, svc, svc.endorse(t), 0)
+	b := startForwardNode(t, svc, svc.endorse(t), 0, func(ctx context.Context, _ uint64, _ *ForwardedRequest) *ForwardedResponse {
+		executing <- struct{}{}
+		<-ctx.Done() // until Close
+		return &ForwardedResponse{Status: http.StatusOK}
+	})
 	peers := []Peer{a.peer(), b.peer(), {ID: 99, Address: "127.0.0.1:1"}} // 99: nobody listens
 	a.tr.SetPeers(peers)
 	b.tr.SetPeers(peers)
@@ -389,6 +400,17 @@ func TestTLSCloseStopsAllGoroutines(t *testing.T) {
 	b.tr.Send([]raftpb.Message{heartbeat(b.id, a.id, 1)})
 	a.in.next(t)
 	b.in.next(t)
+	// A forward in flight, held by b's handler.
+	forwarded := make(chan error, 1)
+	go func() {
+		_, err := a.tr.Forward(context.Background(), b.id, &ForwardedRequest{Method: "POST", Path: "/"})
+		forwarded <- err
+	}()
+	select {
+	case <-executing:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the forward never reached b")
+	}
 	// A refused inbound connection, and one that is left hanging.
 	postBatch(t, rawClient(t, selfSigned(t)), a.addr, []raftpb.Message{heartbeat(1, a.id, 1)})
 	hanging, err := net.Dial("tcp", b.addr)
@@ -409,6 +431,9 @@ func TestTLSCloseStopsAllGoroutines(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not return within 10s")
+	}
+	if err := <-forwarded; !errors.Is(err, ErrClosed) {
+		t.Fatalf("the forward in flight at Close: %v", err)
 	}
 	// Close waits for its own goroutines: none may be left blocked, at
 	// once, and none at all once they returned.

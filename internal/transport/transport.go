@@ -19,6 +19,21 @@ const DefaultQueueLen = 4096
 // handler's to keep.
 type Handler func(ctx context.Context, msgs []raftpb.Message)
 
+// ForwardHandler executes, on the primary, a request that reached a
+// backup, and returns the answer to relay. from is the raft id of the
+// sending node, proven by its certificate and a current peer. ctx is
+// cancelled when the sending node gives up (its caller's context, a
+// timeout, the connection lost) or the transport closes: the handler must
+// then return promptly, with any response (it is not delivered).
+//
+// Calls are concurrent: one per forwarded request in flight, from any
+// number of peers. req is the handler's to keep. The handler must return
+// a non-nil response that EncodeForwardedResponse accepts (a final status,
+// valid headers, bounded sizes); otherwise the sender gets a refusal (500)
+// rather than an answer. An application error is a response with its
+// status, not a refusal.
+type ForwardHandler func(ctx context.Context, from uint64, req *ForwardedRequest) *ForwardedResponse
+
 // Peer is a raft node the transport sends to: its raft id (see RaftID)
 // and its node_address (host:port).
 type Peer struct {
@@ -26,7 +41,8 @@ type Peer struct {
 	Address string
 }
 
-// Transport carries raft messages between nodes.
+// Transport carries raft messages between nodes, and forwards requests
+// from a backup to the primary.
 type Transport interface {
 	// Send queues msgs for their recipients (msg.To) and returns at once.
 	// A message to an unknown peer, or that finds its peer's queue full,
@@ -37,7 +53,25 @@ type Transport interface {
 	// is skipped). A removed peer's queue is stopped before SetPeers
 	// returns and its queued messages are counted as dropped; a peer whose
 	// address changed is removed and added again.
+	//
+	// The peer set is also who may speak to this node: batches and
+	// forwarded requests from a node that is not listed are refused (403,
+	// ErrUnknownSender), so a removed node is cut off even though its
+	// certificate stays endorsed, and a new node is heard only once it is
+	// listed here (raft retransmits what was refused before).
 	SetPeers(peers []Peer)
+	// Forward sends req to peer to (the primary) and waits for its
+	// ForwardHandler's answer, which it returns whatever its status. It
+	// is synchronous and independent of Send: a forward never waits
+	// behind raft batches, nor they behind it. Errors: ErrUnknownPeer (to
+	// is not a current peer), ErrClosed, ErrBadForward or
+	// ErrForwardTooLarge (req cannot be encoded, or the answer is
+	// malformed), ctx's error once it is done, a *RefusedError (the peer
+	// refused: e.g. 403 ErrUnknownSender, 501 no ForwardHandler), a
+	// *HandshakeError (the peer's certificate is not that peer's), and
+	// otherwise ErrUnreachable wrapping the cause. After an error the
+	// request may or may not have been executed: only the answer says.
+	Forward(ctx context.Context, to uint64, req *ForwardedRequest) (*ForwardedResponse, error)
 	// Stats returns the counters since the transport was made.
 	Stats() Stats
 	// Close stops every goroutine the transport started and returns when
@@ -47,8 +81,9 @@ type Transport interface {
 
 // Stats are a transport's counters, for metrics and tests. They only grow.
 type Stats struct {
-	// Peers holds the counters per raft id of every node messages were
-	// sent to or received from, including unknown and removed ones.
+	// Peers holds the counters per raft id of every node messages or
+	// forwarded requests were sent to or received from, including unknown
+	// and removed ones.
 	Peers map[uint64]PeerStats
 	// InboundHandshakeFailures counts inbound connections refused during
 	// the TLS handshake (no certificate, a certificate the service did not
@@ -75,11 +110,30 @@ type PeerStats struct {
 	// HandshakeFailures counts connections to the peer refused because its
 	// certificate is not endorsed by the service or names another raft id.
 	HandshakeFailures uint64
+
+	// Forwarded counts requests forwarded to the peer that it answered.
+	Forwarded uint64
+	// ForwardFailures counts requests forwarded to the peer that got no
+	// answer: an error from Forward other than a bad request (unknown
+	// peer, refused, unreachable, cancelled, malformed answer).
+	ForwardFailures uint64
+	// ForwardsReceived counts requests from the peer that the local
+	// ForwardHandler answered.
+	ForwardsReceived uint64
+	// RefusedForwards counts requests from the peer refused before the
+	// ForwardHandler: malformed, too large, no handler, not a current peer.
+	RefusedForwards uint64
+	// UnknownSender counts batches and forwarded requests refused because
+	// the peer is not in the current peer set (ErrUnknownSender); they
+	// are also in RefusedBatches or RefusedForwards.
+	UnknownSender uint64
 }
 
 // counters are one peer's live counters.
 type counters struct {
 	sent, dropped, received, refused, handshake atomic.Uint64
+
+	forwarded, forwardFailed, forwardsReceived, refusedForwards, unknownSender atomic.Uint64
 }
 
 // statsTable holds the counters of every peer ever seen. Its entries are
@@ -116,6 +170,11 @@ func (s *statsTable) snapshot() Stats {
 			Received:          c.received.Load(),
 			RefusedBatches:    c.refused.Load(),
 			HandshakeFailures: c.handshake.Load(),
+			Forwarded:         c.forwarded.Load(),
+			ForwardFailures:   c.forwardFailed.Load(),
+			ForwardsReceived:  c.forwardsReceived.Load(),
+			RefusedForwards:   c.refusedForwards.Load(),
+			UnknownSender:     c.unknownSender.Load(),
 		}
 	}
 	return out

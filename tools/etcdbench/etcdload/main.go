@@ -10,6 +10,14 @@
 // after the warm-up and before the end, and its latency is send-to-reply.
 // An etcd Put returns after the entry is committed by raft (which, on a
 // single member, means appended to the WAL and fsynced) and applied.
+//
+// --endpoint may list several members of one cluster, comma-separated. The
+// connections then go to the members in turn (connection j to member j mod
+// E, as etcd's `benchmark` dials them) and the workers are spread evenly over
+// the members (worker i to member i mod E, as `coco bench` spreads its
+// clients over the nodes), each member's workers over that member's
+// connections. Each connection stays on its member; a Put sent to a follower
+// is forwarded by it to the leader, which is what etcd does for any client.
 package main
 
 import (
@@ -68,7 +76,7 @@ type worker struct {
 
 func main() {
 	var (
-		endpoint = flag.String("endpoint", "127.0.0.1:2379", "etcd client endpoint (host:port)")
+		endpoint = flag.String("endpoint", "127.0.0.1:2379", "etcd client endpoint (host:port), or several members of one cluster, comma-separated")
 		clients  = flag.Int("clients", 64, "concurrent closed-loop clients")
 		conns    = flag.Int("conns", 8, "gRPC connections the clients are spread over (round-robin)")
 		duration = flag.Duration("duration", 10*time.Second, "length of the run, warm-up included")
@@ -86,6 +94,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "etcdload: --clients and --conns must be ≥ 1, --size ≥ 0, --duration > 0")
 		os.Exit(2)
 	}
+	endpoints := strings.Split(*endpoint, ",")
+	for _, e := range endpoints {
+		if e == "" {
+			fmt.Fprintln(os.Stderr, "etcdload: empty endpoint in --endpoint")
+			os.Exit(2)
+		}
+	}
+	if *clients < len(endpoints) {
+		fmt.Fprintln(os.Stderr, "etcdload: --clients must be at least the number of endpoints")
+		os.Exit(2)
+	}
+	*conns = max(*conns, len(endpoints)) // at least one connection per member
 	if *conns > *clients {
 		*conns = *clients
 	}
@@ -104,7 +124,7 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	res, err := run(*endpoint, tlsCfg, *clients, *conns, *size, *duration, *warmup, *timeout)
+	res, err := run(endpoints, tlsCfg, *clients, *conns, *size, *duration, *warmup, *timeout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "etcdload:", err)
 		os.Exit(1)
@@ -127,7 +147,7 @@ func main() {
 	}
 }
 
-func run(endpoint string, tlsCfg *tls.Config, clients, nconns, size int, duration, warmup, timeout time.Duration) (*Result, error) {
+func run(endpoints []string, tlsCfg *tls.Config, clients, nconns, size int, duration, warmup, timeout time.Duration) (*Result, error) {
 	// Connect (and prove each connection works) before the clock starts.
 	cs := make([]*clientv3.Client, 0, nconns)
 	defer func() {
@@ -135,7 +155,8 @@ func run(endpoint string, tlsCfg *tls.Config, clients, nconns, size int, duratio
 			c.Close()
 		}
 	}()
-	for range nconns {
+	for j := range nconns {
+		endpoint := endpoints[j%len(endpoints)]
 		c, err := clientv3.New(clientv3.Config{
 			Endpoints:   []string{endpoint},
 			DialTimeout: 5 * time.Second,
@@ -153,9 +174,17 @@ func run(endpoint string, tlsCfg *tls.Config, clients, nconns, size int, duratio
 			return nil, fmt.Errorf("probe %s: %w", endpoint, err)
 		}
 	}
+	// Worker i goes to member e = i mod E and, as the k-th worker there
+	// (k = i div E), to that member's connection k mod (its connections).
+	// With one endpoint this is connection i mod nconns.
+	byMember := make([][]*clientv3.Client, len(endpoints))
+	for j, c := range cs {
+		byMember[j%len(endpoints)] = append(byMember[j%len(endpoints)], c)
+	}
 	workers := make([]*worker, clients)
 	for i := range workers {
-		workers[i] = &worker{index: i, c: cs[i%len(cs)], errs: map[string]uint64{}, examples: map[string]string{},
+		mc := byMember[i%len(endpoints)]
+		workers[i] = &worker{index: i, c: mc[(i/len(endpoints))%len(mc)], errs: map[string]uint64{}, examples: map[string]string{},
 			lat: make([]time.Duration, 0, 1<<14)}
 	}
 	val := strings.Repeat("x", size)
@@ -198,7 +227,7 @@ func run(endpoint string, tlsCfg *tls.Config, clients, nconns, size int, duratio
 
 	window := duration - warmup
 	res := &Result{
-		System: "etcd", Endpoint: endpoint, TLS: tlsCfg != nil, Clients: clients, Connections: len(cs), Size: size,
+		System: "etcd", Endpoint: strings.Join(endpoints, ","), TLS: tlsCfg != nil, Clients: clients, Connections: len(cs), Size: size,
 		DurationS: window.Seconds(), WarmupS: warmup.Seconds(),
 		Errors: map[string]uint64{}, ErrorExamples: map[string]string{},
 	}

@@ -1,0 +1,334 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/cocoledger/coco/internal/app"
+	"github.com/cocoledger/coco/internal/attest"
+	"github.com/cocoledger/coco/internal/consensus"
+	"github.com/cocoledger/coco/internal/crypto"
+	"github.com/cocoledger/coco/internal/ids"
+	"github.com/cocoledger/coco/internal/merkle"
+	"github.com/cocoledger/coco/internal/transport"
+	"github.com/cocoledger/coco/internal/vfs"
+)
+
+func (n *Node) platformOptions() []attest.Option {
+	if n.cfg.Attest.VirtualCodeID != "" {
+		return []attest.Option{attest.WithVirtualCodeID(n.cfg.Attest.VirtualCodeID)}
+	}
+	return nil
+}
+
+// measurementInfo is an entry of the join allow-list.
+type measurementInfo struct {
+	Platform    string `json:"platform"`
+	Measurement string `json:"measurement"`
+}
+
+func (m measurementInfo) key() string { return m.Platform + ":" + m.Measurement }
+
+// selfMeasurement is this node's own platform and measurement: the genesis
+// node allows nodes running the same code.
+func (n *Node) selfMeasurement() (measurementInfo, error) {
+	// The platform's own evidence, verified as a joiner's would be, says
+	// what the measurement is.
+	b, err := n.platform.Evidence(attest.ReportData{})
+	if err == nil {
+		var v *attest.Verified
+		if v, err = n.verifier.Verify(b, n.clock.Now()); err == nil {
+			return measurementInfo{Platform: v.Platform, Measurement: v.Measurement.String()}, nil
+		}
+	}
+	return measurementInfo{}, fmt.Errorf("node: own measurement: %w", err)
+}
+
+// joinPolicy reads the join allow-list from the store. The virtual
+// platform proves nothing; a service that lists virtual measurements has
+// chosen to accept that (docs/attestation.md).
+func (n *Node) joinPolicy() attest.Policy {
+	p := attest.Policy{Platforms: map[string]attest.PlatformPolicy{}}
+	tx := n.store.Begin()
+	var from []byte
+	for {
+		items, next := tx.Scan(app.NodeMeasurementsTable, from, nil, 100)
+		for _, it := range items {
+			var m measurementInfo
+			if json.Unmarshal(it.Value, &m) != nil {
+				continue
+			}
+			pp := p.Platforms[m.Platform]
+			pp.Measurements = append(pp.Measurements, m.Measurement)
+			pp.AllowInsecure = m.Platform == attest.PlatformVirtual
+			p.Platforms[m.Platform] = pp
+		}
+		if next == nil {
+			return p
+		}
+		from = next
+	}
+}
+
+// listenNodes binds the node-to-node listener (none with an injected
+// transport).
+func (n *Node) listenNodes(opts Options) (net.Listener, error) {
+	if opts.NewTransport != nil {
+		return nil, nil
+	}
+	if opts.NodeListener != nil {
+		n.nodeAddress = opts.NodeListener.Addr().String()
+		return opts.NodeListener, nil
+	}
+	ln, err := net.Listen("tcp", n.cfg.Network.NodeAddress)
+	if err != nil {
+		return nil, fmt.Errorf("node: listen on node_address %s: %w", n.cfg.Network.NodeAddress, err)
+	}
+	n.nodeAddress = ln.Addr().String()
+	return ln, nil
+}
+
+// startReplica makes the transport and the raft replica, and sets the
+// peers: those a joiner was told, or those of the nodes table.
+func (n *Node) startReplica(opts Options, nodeLn net.Listener, joinPeers []transport.Peer) error {
+	handler := func(ctx context.Context, msgs []raftpb.Message) {
+		select {
+		case <-n.replicaReady:
+		default:
+			return // raft retransmits
+		}
+		n.replica.Step(ctx, msgs)
+		n.signalLoop()
+	}
+	var err error
+	if opts.NewTransport != nil {
+		n.tr, n.nodeAddress, err = opts.NewTransport(n.raftID, handler, n.serveForwarded)
+		if err != nil {
+			return fmt.Errorf("node: transport: %w", err)
+		}
+	} else {
+		n.tr, err = transport.NewTLS(transport.TLSConfig{
+			LocalID:  n.raftID,
+			Listener: nodeLn,
+			Cert: tls.Certificate{
+				Certificate: [][]byte{n.nodeCert.Raw, n.serviceCert.Raw},
+				PrivateKey:  n.nodeKey,
+				Leaf:        n.nodeCert,
+			},
+			ServiceCert: n.serviceCert,
+			Handler:     handler,
+			Forward:     n.serveForwarded,
+			Logger:      n.log,
+		})
+		if err != nil {
+			nodeLn.Close()
+			return fmt.Errorf("node: transport: %w", err)
+		}
+	}
+	n.replica, err = consensus.NewReplica(consensus.ReplicaConfig{
+		ID:             n.raftID,
+		Storage:        n.storage,
+		Transport:      n.tr,
+		Logger:         n.log,
+		ElectionTicks:  n.cfg.Consensus.ElectionTicks,
+		HeartbeatTicks: 1,
+		OnCommit:       n.onCommit,
+		OnRoleChange:   n.onRoleChange,
+	})
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	close(n.replicaReady)
+	if len(joinPeers) > 0 {
+		n.tr.SetPeers(joinPeers)
+	} else {
+		n.refreshPeers()
+	}
+	if m := n.replica.Membership(); len(m.Voters) == 1 && m.Voters[0] == n.raftID {
+		// Alone: no one else can win or lose an election, so do not wait
+		// for a timeout.
+		if err := n.replica.Campaign(); err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+		return n.driveUntil(n.isPrimary, "this single-node service to elect itself")
+	}
+	return nil
+}
+
+// driveUntil runs the consensus loop inline until cond holds, during Open,
+// before the loop goroutine runs: for things that need no other node.
+func (n *Node) driveUntil(cond func() bool, what string) error {
+	for range 1000 {
+		if cond() {
+			return nil
+		}
+		if err := n.drive(false); err != nil {
+			return fmt.Errorf("node: waiting for %s: %w", what, err)
+		}
+		if !n.replica.HasReady() && !cond() && !n.signatureDue(false) {
+			break
+		}
+	}
+	if cond() {
+		return nil
+	}
+	return fmt.Errorf("node: %s did not happen", what)
+}
+
+// refreshPeers sets the transport's peers from the nodes table: every node
+// that is not retired.
+func (n *Node) refreshPeers() {
+	var peers []transport.Peer
+	for _, p := range n.peerList() {
+		peers = append(peers, transport.Peer{ID: transport.RaftID(p.NodeID), Address: p.NodeAddress})
+	}
+	if len(peers) > 0 {
+		n.tr.SetPeers(peers)
+	}
+}
+
+// tickDuties are the primary's periodic configuration work: promote a
+// learner that has caught up to voter.
+func (n *Node) tickDuties() {
+	if !n.isPrimary() {
+		return
+	}
+	m := n.replica.Membership()
+	caught := m.CaughtUpLearners(n.applied.Load())
+	if len(caught) == 0 {
+		return
+	}
+	cc := raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode, NodeID: caught[0]}}}
+	if err := n.proposeConfChange(cc); err != nil && !errors.Is(err, errConfPending) {
+		n.log.Warn("could not promote a caught-up learner", "raft_id", fmt.Sprintf("%016x", caught[0]), "err", err)
+	}
+}
+
+var errConfPending = errors.New("node: a configuration change is pending")
+
+// proposeConfChange proposes cc at the next seqno, one change at a time.
+func (n *Node) proposeConfChange(cc raftpb.ConfChangeV2) error {
+	n.orderMu.Lock()
+	defer n.orderMu.Unlock()
+	if n.primaryView == 0 {
+		return ErrNotPrimary
+	}
+	if n.confPending > ids.Seqno(n.applied.Load()) {
+		return errConfPending
+	}
+	data, err := cc.Marshal()
+	if err != nil {
+		return fmt.Errorf("node: configuration change: %w", err)
+	}
+	view := n.primaryView
+	seqno, err := n.store.Sequence(func(seqno ids.Seqno) error {
+		// The ledger entry raft will write: its leaf goes into the tree
+		// now, so the next signature covers it. The loop checks it against
+		// the durable entry (checkConfLeaves).
+		e, err := consensus.ToLedger(raftpb.Entry{Type: raftpb.EntryConfChangeV2, Term: uint64(view), Index: uint64(seqno), Data: data})
+		if err != nil {
+			return err
+		}
+		if err := n.replica.ProposeConfChange(uint64(seqno), cc); err != nil {
+			if errors.Is(err, consensus.ErrNotPrimary) || errors.Is(err, consensus.ErrStaleSeqno) {
+				return fmt.Errorf("%w: %w", ErrNotPrimary, err)
+			}
+			return err
+		}
+		n.noteEntry(e)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	n.confPending = seqno
+	n.confLeaves = append(n.confLeaves, seqno)
+	n.signalLoop()
+	return nil
+}
+
+// checkConfLeaves compares the leaves this primary computed for its
+// configuration changes with the entries raft made durable. Raft rewrites
+// a configuration change it refuses into an empty entry; the node never
+// proposes one raft would refuse (one at a time, none before the
+// election's entries are applied), and this check turns a violation into
+// a clear failure instead of a signature over the wrong root.
+func (n *Node) checkConfLeaves() error {
+	n.orderMu.Lock()
+	defer n.orderMu.Unlock()
+	durable := n.ledger.DurableSeqno()
+	keep := n.confLeaves[:0]
+	for _, s := range n.confLeaves {
+		if s > durable || s > n.store.Seqno() {
+			if s <= n.store.Seqno() {
+				keep = append(keep, s)
+			}
+			continue
+		}
+		e, err := n.ledger.Read(s)
+		if err != nil {
+			return fmt.Errorf("node: read configuration change %d: %w", s, err)
+		}
+		got := e.Leaf()
+		want, err := n.tree.LeafAt(uint64(s) - 1)
+		if err != nil {
+			return err
+		}
+		if merkle.LeafHash(got[:]) != want {
+			return fmt.Errorf("node: raft wrote seqno %d differently from the configuration change proposed there", s)
+		}
+	}
+	n.confLeaves = keep
+	return nil
+}
+
+// RemoveNode retires a node: it proposes removing it from the raft
+// configuration, refused if the remaining voters could not form a working
+// quorum, and marks it Retired in the nodes table. Governance calls it.
+func (n *Node) RemoveNode(ctx context.Context, id ids.NodeID) error {
+	rid := transport.RaftID(id)
+	if err := n.replica.Membership().CheckRemoval(rid); err != nil {
+		return err
+	}
+	tx := n.store.Begin()
+	raw, ok := tx.Get(app.NodesTable, []byte(id))
+	if !ok {
+		return fmt.Errorf("node: no node %s", id)
+	}
+	var ni nodeInfo
+	if err := json.Unmarshal(raw, &ni); err != nil {
+		return fmt.Errorf("node: node %s: %w", id, err)
+	}
+	ni.Status = nodeRetired
+	val, err := json.Marshal(ni)
+	if err != nil {
+		return err
+	}
+	tx.Put(app.NodesTable, []byte(id), val)
+	txid, err := n.commitTx(tx, [32]byte{})
+	if err != nil {
+		return err
+	}
+	if err := n.waitCommitted(ctx, txid); err != nil {
+		return err
+	}
+	cc := raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeRemoveNode, NodeID: rid}}}
+	return n.retryConfChange(ctx, cc)
+}
+
+// loadServiceCertFile reads the pinned service certificate of a node that
+// joined (its ledger may not hold the service info yet).
+func (n *Node) loadServiceCertFile() (*x509.Certificate, error) {
+	raw, err := vfs.ReadFile(n.fs, n.cfg.Service.CertFile)
+	if err != nil {
+		return nil, fmt.Errorf("node: service certificate: %w", err)
+	}
+	return crypto.ParseCertPEM(raw)
+}
