@@ -70,7 +70,7 @@ type joinPeer struct {
 
 // join asks the service at join.target to admit this node, with evidence
 // binding a fresh node key, and seals the secrets it is given.
-func (n *Node) join(nodeLn net.Listener) ([]transport.Peer, error) {
+func (n *Node) join() ([]transport.Peer, error) {
 	var err error
 	if n.serviceCert, err = n.loadServiceCertFile(); err != nil {
 		return nil, fmt.Errorf("%w (a joining node needs the service certificate, service.cert_file)", err)
@@ -94,9 +94,6 @@ func (n *Node) join(nodeLn net.Listener) ([]transport.Peer, error) {
 	clientCert, err := crypto.SelfSign(n.rand, nodeKey, crypto.CertOptions{CommonName: "Coco joining node", Client: true})
 	if err != nil {
 		return nil, err
-	}
-	if nodeLn == nil {
-		n.nodeAddress = "mem"
 	}
 	body, err := json.Marshal(joinRequest{Evidence: evidence, NodeAddress: n.nodeAddress, RPCAddress: n.cfg.Network.RPCAddress})
 	if err != nil {

@@ -57,9 +57,9 @@ type Options struct {
 	NodeListener net.Listener
 	// NewTransport, if set, makes the node-to-node transport instead of
 	// mutual TLS on NodeListener: tests run whole networks in one process
-	// over a transport.MemNetwork. address is what the node records as its
-	// node_address.
-	NewTransport func(local uint64, h transport.Handler, fh transport.ForwardHandler) (t transport.Transport, address string, err error)
+	// over a transport.MemNetwork. The node records network.node_address
+	// as its address.
+	NewTransport func(local uint64, h transport.Handler, fh transport.ForwardHandler) (transport.Transport, error)
 }
 
 // Node is one running Coco node.
@@ -254,7 +254,7 @@ func (n *Node) start(opts Options) error {
 	case modeGenesis:
 		err = n.createSecrets()
 	case modeJoin:
-		peers, err = n.join(nodeLn)
+		peers, err = n.join()
 	}
 	if err != nil {
 		if nodeLn != nil {
@@ -618,6 +618,20 @@ func (n *Node) NodeID() ids.NodeID { return n.nodeID }
 
 // ServiceCert returns the service identity certificate.
 func (n *Node) ServiceCert() *x509.Certificate { return n.serviceCert }
+
+// IsPrimary reports whether this node is the primary: it executes writes.
+func (n *Node) IsPrimary() bool { return n.isPrimary() }
+
+// CommittedSeqno returns the seqno of the last committed signature.
+func (n *Node) CommittedSeqno() ids.Seqno { return ids.Seqno(n.committed.Load()) }
+
+// Voters returns how many voting members this node's raft configuration
+// has.
+func (n *Node) Voters() int { return len(n.replica.Membership().Voters) }
+
+// Err returns the failure that stopped this node's writes (it wraps
+// ErrFailed), or nil.
+func (n *Node) Err() error { return n.failed() }
 
 // View returns the node's current view: raft's current term.
 func (n *Node) View() ids.View { return ids.View(n.replica.Status().Term) }

@@ -78,10 +78,24 @@ func start(t *testing.T, dir string, cfg *node.Config) *service {
 // startOn starts a node on the given file system (nil: the real one).
 func startOn(t *testing.T, dir string, cfg *node.Config, fsys vfs.FS) *service {
 	t.Helper()
-	n, err := node.Open(cfg, node.Options{FS: fsys, Logger: slog.New(slog.DiscardHandler)})
+	return startWith(t, dir, cfg, node.Options{FS: fsys, Logger: slog.New(slog.DiscardHandler)})
+}
+
+// startWith opens a node with the given options and serves it on a fresh
+// 127.0.0.1 port; dir holds the identities its clients use.
+func startWith(t *testing.T, dir string, cfg *node.Config, opts node.Options) *service {
+	t.Helper()
+	n, err := node.Open(cfg, opts)
 	if err != nil {
 		t.Fatalf("open node: %v", err)
 	}
+	return serve(t, dir, cfg, n)
+}
+
+// serve serves an opened node on a fresh 127.0.0.1 port until the test
+// ends; dir holds the identities its clients use.
+func serve(t *testing.T, dir string, cfg *node.Config, n *node.Node) *service {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

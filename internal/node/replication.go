@@ -81,6 +81,7 @@ func (n *Node) joinPolicy() attest.Policy {
 // transport).
 func (n *Node) listenNodes(opts Options) (net.Listener, error) {
 	if opts.NewTransport != nil {
+		n.nodeAddress = n.cfg.Network.NodeAddress
 		return nil, nil
 	}
 	if opts.NodeListener != nil {
@@ -109,7 +110,7 @@ func (n *Node) startReplica(opts Options, nodeLn net.Listener, joinPeers []trans
 	}
 	var err error
 	if opts.NewTransport != nil {
-		n.tr, n.nodeAddress, err = opts.NewTransport(n.raftID, handler, n.serveForwarded)
+		n.tr, err = opts.NewTransport(n.raftID, handler, n.serveForwarded)
 		if err != nil {
 			return fmt.Errorf("node: transport: %w", err)
 		}

@@ -45,6 +45,9 @@ type MemNetwork struct {
 	pending  map[memLink]int // queued messages per link, for the queue bound
 	groups   map[uint64]int  // partition: id → group; nil when none
 	isolated map[uint64]bool
+	// sent, when set, is signalled (without blocking) after every Send
+	// that queued a message: see Sent.
+	sent chan struct{}
 }
 
 type memLink struct{ from, to uint64 }
@@ -157,6 +160,33 @@ func (n *MemNetwork) Pending() int {
 	return len(n.queue)
 }
 
+// Sent returns a channel that receives a value (one per burst: it has a
+// buffer of one and sends never block) whenever Send has queued messages.
+// Tests whose nodes run their own goroutines use it to pump the network:
+//
+//	for range net.Sent() { net.Deliver() }
+//
+// without polling. The same channel is returned every time.
+func (n *MemNetwork) Sent() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.sent == nil {
+		n.sent = make(chan struct{}, 1)
+	}
+	return n.sent
+}
+
+// signalSent notifies Sent's channel if there is one. Called with mu held.
+func (n *MemNetwork) signalSent() {
+	if n.sent == nil || len(n.queue) == 0 {
+		return
+	}
+	select {
+	case n.sent <- struct{}{}:
+	default:
+	}
+}
+
 // Deliver hands over every message queued when it is called and returns
 // how many reached a handler. Each message is decided in send order
 // (blocked → dropped; else dropped with probability DropRate; a recipient
@@ -254,6 +284,7 @@ func (m *memTransport) Send(msgs []raftpb.Message) {
 	n := m.net
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	defer n.signalSent()
 	for i := range msgs {
 		to := msgs[i].To
 		link := memLink{m.id, to}

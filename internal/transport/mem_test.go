@@ -461,3 +461,35 @@ func TestMemRefusesMessagesFromNonPeers(t *testing.T) {
 		t.Fatal("not delivered once the sender is a peer")
 	}
 }
+
+func TestMemNetworkSentSignalsQueuedMessages(t *testing.T) {
+	net := NewMemNetwork(1)
+	got := map[uint64]int{}
+	a := net.Join(1, func(_ context.Context, msgs []raftpb.Message) { got[1] += len(msgs) })
+	b := net.Join(2, func(_ context.Context, msgs []raftpb.Message) { got[2] += len(msgs) })
+	a.SetPeers([]Peer{{ID: 2}})
+	b.SetPeers([]Peer{{ID: 1}})
+	sent := net.Sent()
+	select {
+	case <-sent:
+		t.Fatal("signalled before anything was sent")
+	default:
+	}
+	a.Send([]raftpb.Message{{Type: raftpb.MsgHeartbeat, From: 1, To: 2}})
+	b.Send([]raftpb.Message{{Type: raftpb.MsgHeartbeat, From: 2, To: 1}})
+	<-sent // one signal for the burst
+	select {
+	case <-sent:
+		t.Fatal("a burst signalled more than once before it was drained")
+	default:
+	}
+	if n := net.Deliver(); n != 2 || got[1] != 1 || got[2] != 1 {
+		t.Fatalf("delivered %d (%v), want one message each way", n, got)
+	}
+	a.Send([]raftpb.Message{{Type: raftpb.MsgHeartbeat, From: 1, To: 3}}) // not a peer: dropped, nothing queued
+	select {
+	case <-sent:
+		t.Fatal("signalled for a message that was dropped at Send")
+	default:
+	}
+}

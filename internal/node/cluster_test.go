@@ -1,0 +1,376 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cocoledger/coco/client"
+	"github.com/cocoledger/coco/internal/ids"
+	"github.com/cocoledger/coco/internal/node"
+	"github.com/cocoledger/coco/internal/transport"
+	"github.com/cocoledger/coco/internal/vfs"
+)
+
+// cluster is a whole service in one process: real nodes (their own loops,
+// ledgers and TLS RPC servers) whose node-to-node channel is a
+// transport.MemNetwork, so tests can partition and isolate them. A pump
+// goroutine delivers raft messages as they are sent.
+type cluster struct {
+	t     *testing.T
+	root  string
+	net   *transport.MemNetwork
+	nodes []*service
+	logs  []*syncBuffer
+	ids   []uint64 // raft ids
+	extra string   // appended to every node's configuration
+}
+
+// syncBuffer collects a node's log for assertions.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// newCluster starts node0 as a new service and joins size-1 more nodes to
+// it, each with its own data directory.
+func newCluster(t *testing.T, size int, extra string) *cluster {
+	t.Helper()
+	c := &cluster{t: t, root: t.TempDir(), net: transport.NewMemNetwork(1), extra: extra}
+	newConfig(t, c.root, "") // the identities
+	done := make(chan struct{})
+	pumped := make(chan struct{})
+	go func() {
+		defer close(pumped)
+		for {
+			select {
+			case <-c.net.Sent():
+				c.net.Deliver()
+			case <-done:
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { close(done); <-pumped })
+	for i := range size {
+		c.add(t, i, "")
+	}
+	c.waitMembers(size)
+	return c
+}
+
+func (c *cluster) config(t *testing.T, i int, extra string) *node.Config {
+	t.Helper()
+	dir := filepath.Join(c.root, fmt.Sprintf("node%d", i))
+	role := `[start]
+members = [{ cert_file = "../member0_cert.pem" }]
+users = [{ cert_file = "../user0_cert.pem" }]`
+	if i > 0 {
+		role = fmt.Sprintf("[join]\ntarget = %q", c.nodes[0].addr)
+	}
+	raw := fmt.Sprintf(`
+name = "node%d"
+[network]
+rpc_address = "127.0.0.1:0"
+[storage]
+ledger_dir = "ledger"
+data_dir = "data"
+[service]
+cert_file = "../service_cert.pem"
+[consensus]
+tick_ms = 10
+election_ticks = 30
+[ledger]
+chunk_size = 4096
+%s
+%s
+%s
+`, i, role, c.extra, extra)
+	cfg, err := node.ParseConfig([]byte(raw), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// add starts node i (a new one joins; an existing one restarts from its
+// data directory) and returns its Open error instead of failing if
+// wantErr.
+func (c *cluster) add(t *testing.T, i int, extra string) {
+	t.Helper()
+	if err := c.tryAdd(t, i, extra, nil); err != nil {
+		t.Fatalf("node%d: %v", i, err)
+	}
+}
+
+func (c *cluster) tryAdd(t *testing.T, i int, extra string, fsys vfs.FS) error {
+	t.Helper()
+	logs := &syncBuffer{}
+	var raftID uint64
+	opts := node.Options{
+		FS:     fsys,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		NewTransport: func(local uint64, h transport.Handler, fh transport.ForwardHandler) (transport.Transport, error) {
+			raftID = local
+			return c.net.JoinWithForward(local, h, fh), nil
+		},
+	}
+	cfg := c.config(t, i, extra)
+	n, err := node.Open(cfg, opts)
+	if i < len(c.logs) {
+		c.logs[i] = logs
+	} else {
+		c.logs = append(c.logs, logs)
+	}
+	if err != nil {
+		return err
+	}
+	s := serve(t, c.root, cfg, n)
+	if i < len(c.nodes) {
+		c.nodes[i] = s
+		c.ids[i] = raftID
+	} else {
+		c.nodes = append(c.nodes, s)
+		c.ids = append(c.ids, raftID)
+	}
+	return nil
+}
+
+// primary waits until one running node is primary and returns its index.
+func (c *cluster) primary() int {
+	c.t.Helper()
+	var found int
+	c.eventually("a primary", func() bool {
+		for i, s := range c.nodes {
+			if s.node != nil && s.node.IsPrimary() {
+				found = i
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// waitMembers waits until the primary counts want voters.
+func (c *cluster) waitMembers(want int) {
+	c.t.Helper()
+	c.eventually(fmt.Sprintf("%d voters", want), func() bool {
+		for _, s := range c.nodes {
+			if s.node != nil && s.node.IsPrimary() {
+				return s.node.Voters() == want
+			}
+		}
+		return false
+	})
+}
+
+// waitCommitted waits until every running node has committed seqno.
+func (c *cluster) waitCommitted(seqno ids.Seqno) {
+	c.t.Helper()
+	c.eventually(fmt.Sprintf("every node to commit %d", seqno), func() bool {
+		for _, s := range c.nodes {
+			if s.node != nil && s.node.CommittedSeqno() < seqno {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// eventually polls cond (every 5 ms, up to 30 s): the nodes run on their
+// own goroutines and clocks, so a condition is awaited, not slept for.
+func (c *cluster) eventually(what string, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestClusterWritesOnAnyNodeCommitEverywhere(t *testing.T) {
+	c := newCluster(t, 3, "")
+	ctx := context.Background()
+	p := c.primary()
+	var last ids.TxID
+	for i, s := range c.nodes {
+		// Every node takes writes: backups forward them to the primary.
+		id, err := s.client("user0").LogWrite(ctx, client.Private, uint64(i), fmt.Sprintf("via node%d", i), client.WriteOptions{WaitCommit: true})
+		if err != nil {
+			t.Fatalf("write via node%d (primary is node%d): %v", i, p, err)
+		}
+		last = id
+	}
+	c.waitCommitted(last.Seqno)
+	for _, s := range c.nodes {
+		u := s.client("user0")
+		for i := range c.nodes {
+			got, err := u.LogRead(ctx, client.Private, uint64(i))
+			if err != nil || got != fmt.Sprintf("via node%d", i) {
+				t.Fatalf("%s reads %q, %v for message %d", s.cfg.Name, got, err, i)
+			}
+		}
+		if st, err := u.TxStatus(ctx, last); err != nil || st != client.StatusCommitted {
+			t.Fatalf("%s: %s is %s (%v)", s.cfg.Name, last, st, err)
+		}
+		nw, err := u.Network(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		primaries := 0
+		for _, nd := range nw.Nodes {
+			if nd.Primary {
+				primaries++
+			}
+		}
+		if len(nw.Nodes) != 3 || primaries != 1 {
+			t.Fatalf("%s: /node/network lists %d nodes, %d primary: %+v", s.cfg.Name, len(nw.Nodes), primaries, nw.Nodes)
+		}
+	}
+}
+
+// TestClusterMinorityCannotCommit: a primary cut off from the others keeps
+// executing for a moment but cannot commit; the majority elects a new
+// primary and commits; after healing, the old primary catches up and what
+// it executed alone answers Invalid everywhere.
+func TestClusterMinorityCannotCommit(t *testing.T) {
+	c := newCluster(t, 3, "")
+	ctx := context.Background()
+	old := c.primary()
+	committed, err := c.nodes[old].client("user0").LogWrite(ctx, client.Public, 1, "before", client.WriteOptions{WaitCommit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.net.Isolate(c.ids[old])
+	lost, err := c.nodes[old].client("user0").LogWrite(ctx, client.Public, 2, "alone", client.WriteOptions{})
+	if err != nil {
+		t.Fatalf("the isolated primary refused a write before noticing it is alone: %v", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := c.nodes[old].client("user0").WaitCommitted(short, lost); err == nil {
+		t.Fatalf("%s committed on an isolated primary", lost)
+	}
+	var newP int
+	c.eventually("a primary on the majority side", func() bool {
+		for i, s := range c.nodes {
+			if i != old && s.node.IsPrimary() {
+				newP = i
+				return true
+			}
+		}
+		return false
+	})
+	after, err := c.nodes[newP].client("user0").LogWrite(ctx, client.Public, 3, "majority", client.WriteOptions{WaitCommit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.net.Heal()
+	c.waitCommitted(after.Seqno)
+	for _, s := range c.nodes {
+		u := s.client("user0")
+		for _, want := range []struct {
+			id ids.TxID
+			st client.TxStatus
+		}{{committed, client.StatusCommitted}, {after, client.StatusCommitted}, {lost, client.StatusInvalid}} {
+			if st, err := u.TxStatus(ctx, want.id); err != nil || st != want.st {
+				t.Fatalf("%s: %s is %s (%v), want %s", s.cfg.Name, want.id, st, err, want.st)
+			}
+		}
+		if got, err := u.LogRead(ctx, client.Public, 2); err == nil {
+			t.Fatalf("%s reads the lost write: %q", s.cfg.Name, got)
+		}
+		if got, err := u.LogRead(ctx, client.Public, 3); err != nil || got != "majority" {
+			t.Fatalf("%s reads %q, %v", s.cfg.Name, got, err)
+		}
+	}
+}
+
+func TestClusterJoinRefusedForUnknownMeasurement(t *testing.T) {
+	c := newCluster(t, 1, "")
+	// A node running other code than the allow-list names.
+	err := c.tryAdd(t, 1, "[attestation]\nvirtual_code_id = \""+strings.Repeat("ab", 32)+"\"", nil)
+	var refused *node.JoinRefusedError
+	if !errors.As(err, &refused) || !strings.Contains(err.Error(), "measurement_not_allowed") || !strings.Contains(err.Error(), strings.Repeat("ab", 32)) {
+		t.Fatalf("join with an unknown measurement: %v", err)
+	}
+	if logs := c.logs[0].String(); !strings.Contains(logs, "refused a joining node") || !strings.Contains(logs, strings.Repeat("ab", 32)) {
+		t.Fatalf("the service did not log the refusal clearly:\n%s", logs)
+	}
+	// The node that failed to join left no secrets behind: started again
+	// with the right code, it joins.
+	c.add(t, 1, "")
+	c.waitMembers(2)
+}
+
+// TestClusterBackupDiskFull: a backup whose disk fills stops clearly
+// (NodeFailed on /node/ready, still reachable) while the others commit.
+func TestClusterBackupDiskFull(t *testing.T) {
+	c := newCluster(t, 2, "")
+	// The third node keeps its files in memory, where the test can fill
+	// its disk.
+	mem := memWithIdentities(t, c.root)
+	svc, err := os.ReadFile(filepath.Join(c.root, "service_cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vfs.WriteFileAtomic(mem, filepath.Join(c.root, "service_cert.pem"), svc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.tryAdd(t, 2, "", mem); err != nil {
+		t.Fatal(err)
+	}
+	c.waitMembers(3)
+	ctx := context.Background()
+	p := c.primary()
+	if p == 2 {
+		t.Fatal("the node that just joined is primary; the test wants it a backup")
+	}
+	b := 2
+	mem.FailWritesAfter(0, syscall.ENOSPC)
+	var last ids.TxID
+	for i := range 20 {
+		id, err := c.nodes[p].client("user0").LogWrite(ctx, client.Public, uint64(i), "x", client.WriteOptions{WaitCommit: true})
+		if err != nil {
+			t.Fatalf("write %d with one backup's disk full: %v", i, err)
+		}
+		last = id
+	}
+	c.eventually("the backup to fail", func() bool { return c.nodes[b].node.Err() != nil })
+	status, body := rawRequest(t, c.nodes[b], "", "GET", "/node/ready", "")
+	if status != 503 || !strings.Contains(body, "NodeFailed") {
+		t.Fatalf("/node/ready of the failed backup: %d %s", status, body)
+	}
+	if !strings.Contains(c.logs[b].String(), "no space left on device") {
+		t.Fatalf("the failed backup did not log why:\n%s", c.logs[b].String())
+	}
+	healthy := c.nodes[3-p-b]
+	c.eventually("the healthy backup to commit", func() bool { return healthy.node.CommittedSeqno() >= last.Seqno })
+	if got, err := healthy.client("user0").TxStatus(ctx, last); err != nil || got != client.StatusCommitted {
+		t.Fatalf("%s on the healthy nodes: %s, %v", last, got, err)
+	}
+}
