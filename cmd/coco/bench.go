@@ -20,6 +20,7 @@ func newBenchCmd() *cobra.Command {
 		private bool
 		wait    string
 		asJSON  bool
+		to      string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench --workspace DIR",
@@ -39,6 +40,17 @@ committed after the run.`,
 				return err
 			}
 			cfg.Nodes, cfg.ServiceCertPEM, cfg.CertPEM, cfg.KeyPEM = ws.Nodes, ws.ServiceCertPEM, ws.CertPEM, ws.KeyPEM
+			switch to {
+			case "all":
+			case "primary":
+				primary, err := ws.Primary(cmd.Context())
+				if err != nil {
+					return err
+				}
+				cfg.Nodes = []string{primary}
+			default:
+				return fmt.Errorf("bench: --to %q: want all (clients spread over every node; backups forward writes) or primary (leader-aware clients)", to)
+			}
 			cfg.Scope = client.Public
 			if private {
 				cfg.Scope = client.Private
@@ -78,6 +90,7 @@ committed after the run.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&dir, "workspace", "", "sandbox workspace directory (holds sandbox.json and user0's identity)")
+	f.StringVar(&to, "to", "all", "all: clients spread over every node (backups forward writes); primary: every client writes to the primary, as a leader-aware client library does")
 	f.IntVar(&cfg.Clients, "clients", 64, "concurrent closed-loop clients, spread over the nodes")
 	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of the run, warm-up included")
 	f.DurationVar(&cfg.Warmup, "warmup", 0, "start of the run left out of the statistics (0: 10% of --duration, at most 1s)")

@@ -1,12 +1,15 @@
 package bench
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/cocoledger/coco/client"
 )
 
 // ErrWorkspace reports a workspace directory that cannot be used: missing,
@@ -85,4 +88,34 @@ func LoadWorkspace(dir string) (*Workspace, error) {
 		return nil, err
 	}
 	return ws, nil
+}
+
+// ErrNoPrimary reports a network that has no primary to send writes to.
+var ErrNoPrimary = errors.New("bench: the network has no primary")
+
+// Primary asks the workspace's nodes, in order, which node is primary and
+// returns its RPC address: for runs whose clients, like leader-aware
+// client libraries, send writes straight to the primary instead of through
+// a backup that forwards them.
+func (ws *Workspace) Primary(ctx context.Context) (string, error) {
+	var errs []error
+	for _, addr := range ws.Nodes {
+		c, err := client.New(client.Config{Address: addr, ServiceCertPEM: ws.ServiceCertPEM})
+		if err != nil {
+			return "", err
+		}
+		nw, err := c.Network(ctx)
+		c.CloseIdleConnections()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, n := range nw.Nodes {
+			if n.Primary {
+				return n.RPCAddress, nil
+			}
+		}
+		errs = append(errs, fmt.Errorf("%s knows no primary", addr))
+	}
+	return "", fmt.Errorf("%w: %w", ErrNoPrimary, errors.Join(errs...))
 }

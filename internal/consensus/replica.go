@@ -481,21 +481,53 @@ func (r *Replica) takeReady() (rd raft.Ready, ok bool, err error) {
 	return rd, true, nil
 }
 
-// persist writes the Ready's entries and then its HardState, durably, and
-// then sends its messages, all without the lock: only ProcessReady, which
-// is serialised, writes the Storage, and its readers do not wait for a
-// write (see the package doc, Concurrency).
+// persist writes the Ready's entries and HardState durably and sends its
+// messages, all without the lock: only ProcessReady, which is serialised,
+// writes the Storage, and its readers do not wait for a write (see the
+// package doc, Concurrency).
+//
+// Raft's responses (MsgAppResp, MsgVoteResp, MsgPreVoteResp) promise that
+// the entries or the vote are durable, so they go out after the writes.
+// The other messages — a leader's appends and heartbeats above all — go out
+// before the entries are written, so the followers' fsyncs overlap the
+// leader's (raft thesis §10.2.1; the leader counts itself toward a commit
+// only at Advance, after its own write). That is safe only if no term or
+// vote change is pending: a Ready that changes them writes the HardState
+// first and sends everything after.
 func (r *Replica) persist(rd raft.Ready) error {
+	early, late := rd.Messages, []raftpb.Message(nil)
+	if r.s.ChangesVote(rd.HardState) {
+		early, late = nil, rd.Messages
+	} else if len(rd.Messages) > 0 {
+		early, late = splitResponses(rd.Messages)
+	}
+	if len(early) > 0 {
+		r.tr.Send(early)
+	}
 	if err := r.s.Append(rd.Entries); err != nil {
 		return err
 	}
 	if err := r.s.SetHardState(rd.HardState); err != nil {
 		return err
 	}
-	if len(rd.Messages) > 0 {
-		r.tr.Send(rd.Messages)
+	if len(late) > 0 {
+		r.tr.Send(late)
 	}
 	return nil
+}
+
+// splitResponses separates the messages that acknowledge this Ready's
+// writes from the others, keeping their order within each group.
+func splitResponses(msgs []raftpb.Message) (others, responses []raftpb.Message) {
+	for _, m := range msgs {
+		switch m.Type {
+		case raftpb.MsgAppResp, raftpb.MsgVoteResp, raftpb.MsgPreVoteResp:
+			responses = append(responses, m)
+		default:
+			others = append(others, m)
+		}
+	}
+	return others, responses
 }
 
 // advance applies the persisted Ready's committed configuration changes

@@ -41,10 +41,17 @@ type Storage struct {
 	// ledger reads, so a truncation, which cuts the index before it cuts
 	// the ledger, never removes an entry under a reader.
 	mu    sync.RWMutex
-	last  uint64      // last durable index (= ledger.DurableSeqno)
-	runs  []termRun   // terms of entries 1…last, runs[i].first ascending
-	confs []confEntry // the configuration changes among entries 1…last
-	hs    raftpb.HardState
+	last  uint64           // last durable index (= ledger.DurableSeqno)
+	runs  []termRun        // terms of entries 1…last, runs[i].first ascending
+	confs []confEntry      // the configuration changes among entries 1…last
+	hs    raftpb.HardState // the latest, as SetHardState was given it
+	// recent holds the last entries appended (at most 2×recentEntries),
+	// decoded, ending at last: a node applies entries soon after they are
+	// written and reads them from here instead of from the files.
+	recent []*ledger.Entry
+	// saved is the HardState in the file. It differs from hs only in
+	// Commit: see SetHardState.
+	saved raftpb.HardState
 	err   error // sticky: set when a write failed (wraps ErrFailed)
 }
 
@@ -87,6 +94,7 @@ func OpenStorage(fsys vfs.FS, dataDir string, l *ledger.Ledger) (*Storage, error
 		if s.hs, err = decodeHardState(b); err != nil {
 			return nil, fmt.Errorf("%s: %w", s.path, err)
 		}
+		s.saved = s.hs
 	}
 	durable, last := uint64(l.DurableSeqno()), uint64(l.LastSeqno())
 	if last != durable || s.hs.Commit > durable {
@@ -115,8 +123,28 @@ func (s *Storage) index(e *ledger.Entry) error {
 	return nil
 }
 
+// recentEntries is how many appended entries Recent keeps at least.
+const recentEntries = 8192
+
+// Recent returns the durable entry at index i if it is among the last
+// appended ones (nil otherwise; read the ledger then). The entry is
+// shared: the caller must not modify it.
+func (s *Storage) Recent(i uint64) *ledger.Entry {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if n := uint64(len(s.recent)); i <= s.last && i+n > s.last {
+		return s.recent[n-1-(s.last-i)]
+	}
+	return nil
+}
+
 // cut drops the entries after index after from the index.
 func (s *Storage) cut(after uint64) {
+	if drop := s.last - after; drop >= uint64(len(s.recent)) {
+		s.recent = nil
+	} else {
+		s.recent = s.recent[:uint64(len(s.recent))-drop]
+	}
 	s.last = after
 	s.runs = s.runs[:sort.Search(len(s.runs), func(i int) bool { return s.runs[i].first > after })]
 	s.confs = s.confs[:sort.Search(len(s.confs), func(i int) bool { return s.confs[i].index > after })]
@@ -184,7 +212,8 @@ func applyConfChange(trk *tracker.ProgressTracker, index uint64, cc raftpb.ConfC
 	return nil
 }
 
-// HardState returns the last HardState made durable.
+// HardState returns the latest HardState (its Commit may be ahead of the
+// saved one; see SetHardState).
 func (s *Storage) HardState() raftpb.HardState {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -351,16 +380,27 @@ func (s *Storage) appendLocked(entries []raftpb.Entry) error {
 			return s.failLocked(err)
 		}
 	}
+	s.recent = append(s.recent, les...)
+	if len(s.recent) > 2*recentEntries {
+		s.recent = append([]*ledger.Entry(nil), s.recent[len(s.recent)-recentEntries:]...)
+	}
 	return nil
 }
 
-// SetHardState makes hs durable (vfs.WriteFileAtomic: the file holds the
-// old or the new state after a crash, never a mix) before it returns. An
-// empty or unchanged hs is skipped, so a Ready's HardState can be passed
-// unconditionally. Call it after Append of the same Ready: a commit index
-// beyond LastIndex, or a term or commit lower than the saved one, is
-// ErrOutOfOrder and nothing is written. A failed write fails the Storage
-// for good (ErrFailed).
+// SetHardState records hs, making it durable (vfs.WriteFileAtomic: the
+// file holds the old or the new state after a crash, never a mix) before it
+// returns when its term or vote changed. A change of the commit index alone
+// is kept in memory and written with the next term or vote change, or once
+// it is CommitSaveInterval entries ahead, or by SaveHardState: the commit
+// index is volatile state in raft (a restarted node learns it again from
+// the leader), and writing it on every Ready would cost two fsyncs per
+// batch. So the saved commit index may lag, never lead: a node restarts
+// with Config.Applied at the saved commit index and raft hands it the later
+// committed entries again. An empty or unchanged hs is skipped, so a
+// Ready's HardState can be passed unconditionally. Call it after Append of
+// the same Ready: a commit index beyond LastIndex, or a term or commit
+// lower than the latest, is ErrOutOfOrder and nothing is recorded. A failed
+// write fails the Storage for good (ErrFailed).
 func (s *Storage) SetHardState(hs raftpb.HardState) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -378,13 +418,55 @@ func (s *Storage) setHardStateLocked(hs raftpb.HardState) error {
 	case hs.Term < s.hs.Term || hs.Commit < s.hs.Commit:
 		return fmt.Errorf("%w: HardState (term %d, commit %d) goes back from (term %d, commit %d)", ErrOutOfOrder, hs.Term, hs.Commit, s.hs.Term, s.hs.Commit)
 	}
+	if !s.ChangesVote(hs) && hs.Commit-s.saved.Commit < CommitSaveInterval {
+		s.mu.Lock()
+		s.hs = hs
+		s.mu.Unlock()
+		return nil
+	}
 	if err := vfs.WriteFileAtomic(s.fs, s.path, encodeHardState(hs), filePerm); err != nil {
 		return s.fail(fmt.Errorf("write %s: %w", s.path, err))
 	}
 	s.mu.Lock()
-	s.hs = hs
+	s.hs, s.saved = hs, hs
 	s.mu.Unlock()
 	return nil
+}
+
+// CommitSaveInterval bounds how far the saved commit index lags: when the
+// commit index has advanced this many entries past the saved one, the
+// HardState is written even without a term or vote change. A restarted
+// node re-applies at most about this many entries.
+const CommitSaveInterval = 10_000
+
+// SaveHardState writes the latest HardState if it differs from the saved
+// one (a node calls it when it stops cleanly, so it restarts with its
+// whole committed state rebuilt from the ledger).
+func (s *Storage) SaveHardState() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.RLock()
+	hs, saved, err := s.hs, s.saved, s.err
+	s.mu.RUnlock()
+	if err != nil || hs == saved {
+		return err
+	}
+	if err := vfs.WriteFileAtomic(s.fs, s.path, encodeHardState(hs), filePerm); err != nil {
+		return s.fail(fmt.Errorf("write %s: %w", s.path, err))
+	}
+	s.mu.Lock()
+	s.saved = hs
+	s.mu.Unlock()
+	return nil
+}
+
+// ChangesVote reports whether hs changes the saved term or vote: the
+// state that must be durable before this node sends any message that
+// depends on it (a vote, a request for votes, anything of a new term).
+func (s *Storage) ChangesVote(hs raftpb.HardState) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return !raft.IsEmptyHardState(hs) && (hs.Term != s.saved.Term || hs.Vote != s.saved.Vote)
 }
 
 // Bootstrap makes an empty Storage the genesis state of a new cluster whose

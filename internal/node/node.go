@@ -83,6 +83,9 @@ type Node struct {
 	raftID  uint64
 	// nodeAddress is the node-to-node address recorded in the nodes table.
 	nodeAddress string
+	// ledgerPeers are the node addresses the durable ledger named at start
+	// (see scanLedgerPeers); read-only afterwards.
+	ledgerPeers map[ids.NodeID]string
 	// replicaReady is closed once replica is set: messages that arrive
 	// before are dropped (raft retransmits).
 	replicaReady chan struct{}
@@ -133,6 +136,8 @@ type Node struct {
 	closeOnce sync.Once
 
 	srv *httpServer
+	// callerCerts caches forwarded callers' parsed certificates.
+	callerCerts certCache
 }
 
 // Open opens the node described by cfg: it creates a new service when the
@@ -602,7 +607,14 @@ func (n *Node) Close() error {
 		cancel()
 		close(n.stop)
 		<-n.loopDone
-		err = errors.Join(n.tr.Close(), n.ledger.Close())
+		var saveErr error
+		if n.failed() == nil {
+			// A clean stop restarts with its whole committed state
+			// rebuilt from the ledger, not just what the saved commit
+			// index covered.
+			saveErr = n.storage.SaveHardState()
+		}
+		err = errors.Join(saveErr, n.tr.Close(), n.ledger.Close())
 		if failure := n.failed(); failure != nil {
 			// Already reported when it happened; closing a failed ledger
 			// only repeats it.

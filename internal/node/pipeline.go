@@ -136,30 +136,42 @@ func (n *Node) appendSignature() error {
 // orderMu.
 func (n *Node) applyThrough(seqno ids.Seqno) error {
 	from := n.store.Seqno() + 1
+	for ; from <= seqno; from++ {
+		e := n.storage.Recent(uint64(from))
+		if e == nil {
+			break
+		}
+		if err := n.applyEntry(e); err != nil {
+			return err
+		}
+	}
 	if seqno < from {
 		return nil
 	}
-	return n.ledger.ReadRange(from, seqno, func(e *ledger.Entry, _ []byte) error {
-		ws, err := n.decodeWriteSet(e)
+	return n.ledger.ReadRange(from, seqno, func(e *ledger.Entry, _ []byte) error { return n.applyEntry(e) })
+}
+
+// applyEntry applies one durable entry (see applyThrough).
+func (n *Node) applyEntry(e *ledger.Entry) error {
+	ws, err := n.decodeWriteSet(e)
+	if err != nil {
+		return err
+	}
+	if e.Kind == ledger.KindSignature {
+		rec, err := ledger.UnmarshalSignatureRecord(e.Public)
 		if err != nil {
-			return err
+			return fmt.Errorf("node: signature at seqno %d: %w", e.Seqno, err)
 		}
-		if e.Kind == ledger.KindSignature {
-			rec, err := ledger.UnmarshalSignatureRecord(e.Public)
-			if err != nil {
-				return fmt.Errorf("node: signature at seqno %d: %w", e.Seqno, err)
-			}
-			n.sigs.add(e.Seqno, rec.TreeSize, rec.SignedRoot)
-		}
-		if err := n.store.Apply(e.Seqno, ws); err != nil {
-			return fmt.Errorf("node: apply seqno %d: %w", e.Seqno, err)
-		}
-		n.noteEntry(e)
-		if ws != nil && ws.Touches(app.NodesTable) {
-			n.peersStale = true
-		}
-		return nil
-	})
+		n.sigs.add(e.Seqno, rec.TreeSize, rec.SignedRoot)
+	}
+	if err := n.store.Apply(e.Seqno, ws); err != nil {
+		return fmt.Errorf("node: apply seqno %d: %w", e.Seqno, err)
+	}
+	n.noteEntry(e)
+	if ws != nil && ws.Touches(app.NodesTable) {
+		n.peersStale = true
+	}
+	return nil
 }
 
 // rollbackTo drops the state this node executed beyond seqno (an ex-primary

@@ -16,6 +16,8 @@ import (
 	"github.com/cocoledger/coco/internal/consensus"
 	"github.com/cocoledger/coco/internal/crypto"
 	"github.com/cocoledger/coco/internal/ids"
+	"github.com/cocoledger/coco/internal/kv"
+	"github.com/cocoledger/coco/internal/ledger"
 	"github.com/cocoledger/coco/internal/merkle"
 	"github.com/cocoledger/coco/internal/transport"
 	"github.com/cocoledger/coco/internal/vfs"
@@ -150,6 +152,9 @@ func (n *Node) startReplica(opts Options, nodeLn net.Listener, joinPeers []trans
 	if len(joinPeers) > 0 {
 		n.tr.SetPeers(joinPeers)
 	} else {
+		if err := n.scanLedgerPeers(); err != nil {
+			return err
+		}
 		n.refreshPeers()
 	}
 	if m := n.replica.Membership(); len(m.Voters) == 1 && m.Voters[0] == n.raftID {
@@ -183,16 +188,58 @@ func (n *Node) driveUntil(cond func() bool, what string) error {
 	return fmt.Errorf("node: %s did not happen", what)
 }
 
-// refreshPeers sets the transport's peers from the nodes table: every node
-// that is not retired.
+// refreshPeers sets the transport's peers: every node that is not retired,
+// as the nodes table says, plus those the durable ledger named when the
+// node started (its state may lag its ledger until raft commits again).
 func (n *Node) refreshPeers() {
-	var peers []transport.Peer
-	for _, p := range n.peerList() {
-		peers = append(peers, transport.Peer{ID: transport.RaftID(p.NodeID), Address: p.NodeAddress})
+	byID := map[ids.NodeID]string{}
+	for id, addr := range n.ledgerPeers {
+		byID[id] = addr
+	}
+	n.eachNode(func(id ids.NodeID, ni nodeInfo) {
+		if ni.Status == nodeRetired || ni.NodeAddress == "" {
+			delete(byID, id)
+			return
+		}
+		byID[id] = ni.NodeAddress
+	})
+	peers := make([]transport.Peer, 0, len(byID))
+	for id, addr := range byID {
+		peers = append(peers, transport.Peer{ID: transport.RaftID(id), Address: addr})
 	}
 	if len(peers) > 0 {
 		n.tr.SetPeers(peers)
 	}
+}
+
+// scanLedgerPeers reads the nodes table writes of every durable ledger
+// entry (public, so no decryption), committed or not: the addresses of
+// the nodes this one must reach to learn what is committed.
+func (n *Node) scanLedgerPeers() error {
+	n.ledgerPeers = map[ids.NodeID]string{}
+	return n.ledger.Scan(1, func(e *ledger.Entry) error {
+		if e.Kind != ledger.KindTx {
+			return nil
+		}
+		ws, err := kv.DecodeWriteSet(e.Public)
+		if err != nil {
+			return fmt.Errorf("node: seqno %d public write set: %w", e.Seqno, err)
+		}
+		for _, mw := range ws.Maps {
+			if mw.Name != app.NodesTable {
+				continue
+			}
+			for _, w := range mw.Writes {
+				var ni nodeInfo
+				if w.Deleted || json.Unmarshal(w.Value, &ni) != nil || ni.Status == nodeRetired || ni.NodeAddress == "" {
+					delete(n.ledgerPeers, ids.NodeID(w.Key))
+					continue
+				}
+				n.ledgerPeers[ids.NodeID(w.Key)] = ni.NodeAddress
+			}
+		}
+		return nil
+	})
 }
 
 // tickDuties are the primary's periodic configuration work: promote a
