@@ -466,3 +466,58 @@ func chunkFirst(t *testing.T, name string) uint64 {
 	}
 	return first
 }
+
+// TestJoinRefusalsAreClearOnBothSides starts nodes that must not join a
+// running service: one whose code (measurement) is not on the allow-list,
+// and one that trusts another service's certificate. Each exits non-zero
+// saying why, and the service logs the refusal.
+func TestJoinRefusalsAreClearOnBothSides(t *testing.T) {
+	ws := t.TempDir()
+	sb := startSandbox(t, ws, "--nodes", "1")
+	joiner := func(name, extra, serviceCert string) (string, error) {
+		dir := filepath.Join(t.TempDir(), name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cfg := fmt.Sprintf(`name = %q
+[network]
+rpc_address = "127.0.0.1:0"
+node_address = "127.0.0.1:0"
+[storage]
+ledger_dir = "ledger"
+data_dir = "data"
+[service]
+cert_file = %q
+[join]
+target = %q
+timeout_ms = 20000
+%s
+`, name, serviceCert, sb.manifest.Nodes[0].RPCAddress, extra)
+		path := filepath.Join(dir, "node.toml")
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return coco(t, "node", "start", "--config", path)
+	}
+
+	code := strings.Repeat("ab", 32)
+	out, err := joiner("other-code", "[attestation]\nvirtual_code_id = \""+code+"\"", sb.manifest.ServiceCert)
+	if err == nil || !strings.Contains(out, "refused to let this node join") || !strings.Contains(out, "measurement_not_allowed") || !strings.Contains(out, code) {
+		t.Fatalf("joiner with an unknown measurement: %v\n%s", err, out)
+	}
+	logPath := filepath.Join(filepath.Dir(sb.manifest.Nodes[0].Config), "node.log")
+	if raw, _ := os.ReadFile(logPath); !strings.Contains(string(raw), "refused a joining node") || !strings.Contains(string(raw), code) {
+		t.Fatalf("the service did not log the refusal:\n%s", raw)
+	}
+
+	// A node pinned to another service's certificate finds that the
+	// target is not the service it trusts, and says so.
+	other := t.TempDir()
+	if out, err := coco(t, "keygen", "--name", "otherservice", "--out", other); err != nil {
+		t.Fatalf("keygen: %v\n%s", err, out)
+	}
+	out, err = joiner("wrong-service", "", filepath.Join(other, "otherservice_cert.pem"))
+	if err == nil || !strings.Contains(out, "is not a node of the service") {
+		t.Fatalf("joiner pinned to another service: %v\n%s", err, out)
+	}
+}

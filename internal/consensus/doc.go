@@ -118,18 +118,29 @@
 //
 //   - The index (LastIndex, Term) describes exactly the ledger's durable
 //     entries 1 … DurableSeqno; the Storage is the ledger's only writer.
-//   - Persistence order, per Ready: Append (truncate a conflicting suffix,
-//     durable on return; append; one fsync) and then SetHardState (durable
-//     on return), then the Ready's messages may be sent. So the HardState
-//     on disk is never ahead of the ledger: its commit index is at most the
-//     last durable seqno (checked by SetHardState and again by
-//     OpenStorage, which refuses a ledger behind it: ErrLedgerBehind). The
-//     log may be ahead of the HardState after a crash between the two
-//     (entries of a newer term than the saved one), which raft tolerates
-//     since no message depending on them was sent.
+//   - Persistence order, per Ready: if the Ready changes the term or vote,
+//     nothing is sent before Append (truncate a conflicting suffix, durable
+//     on return; append; one fsync) and SetHardState (durable on return);
+//     otherwise the messages that are not responses (appends, heartbeats)
+//     go out first, so the followers' fsyncs overlap the leader's, and the
+//     responses (MsgAppResp, MsgVoteResp, MsgPreVoteResp) only after
+//     Append. The HardState file is written when the term or vote changes,
+//     every CommitSaveInterval committed entries, and by SaveHardState;
+//     a commit-only change is kept in memory (the commit index is volatile
+//     in raft). So the HardState on disk is never ahead of the ledger: its
+//     commit index is at most the last durable seqno (checked by
+//     SetHardState and again by OpenStorage, which refuses a ledger behind
+//     it: ErrLedgerBehind), and may lag the true commit: a restarted node
+//     is handed the later committed entries again and re-applies them. The
+//     log may be ahead of the HardState after a crash (entries of a newer
+//     term than the saved one), which raft tolerates since no message
+//     depending on them was sent.
+//   - OnCommit reports committed entries that earlier Readies made durable
+//     before the Ready is persisted (never one this Ready rewrites, never
+//     past a configuration change), and the rest after.
 //   - A crash keeps everything made durable before it: entries up to the
 //     last completed Append (a crash during a truncation leaves a prefix of
-//     the log), and the last completed SetHardState.
+//     the log), and the last written HardState.
 //   - Truncation never cuts committed entries, neither those at or below
 //     the saved HardState's commit index nor those the ledger knows
 //     committed (ledger.Truncate refuses): such an Append means a broken

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	"log/slog"
 	"math/rand/v2"
@@ -173,4 +174,22 @@ func checkAgainst(t testing.TB, s *Storage, ms *raft.MemoryStorage, rng *rand.Ra
 			}
 		}
 	}
+}
+
+// savedState returns the HardState in the file of the Storage of data
+// directory dir: what a restart finds (the empty HardState if no file).
+func savedState(t testing.TB, fsys vfs.FS, dir string) raftpb.HardState {
+	t.Helper()
+	b, err := vfs.ReadFile(fsys, filepath.Join(dir, StateFileName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return raftpb.HardState{}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := decodeHardState(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hs
 }

@@ -27,6 +27,19 @@ type node struct {
 	s         *Storage
 	rn        *raft.RawNode
 	applied   []raftpb.Entry // committed entries raft handed out
+	// hs is the latest HardState handed to the Storage; voteCommit is the
+	// commit index of the last one that changed the term or vote. With
+	// fewer than CommitSaveInterval entries, the HardState file holds hs's
+	// term and vote with commit voteCommit (see Storage.SetHardState).
+	hs         raftpb.HardState
+	voteCommit uint64
+}
+
+// wantSaved is the HardState a crash of n leaves in its file (with fewer
+// than CommitSaveInterval entries committed since the last term or vote
+// change).
+func (n *node) wantSaved() raftpb.HardState {
+	return raftpb.HardState{Term: n.hs.Term, Vote: n.hs.Vote, Commit: n.voteCommit}
 }
 
 // start opens the node's storage (bootstrapping it with voters if given)
@@ -44,6 +57,7 @@ func startNode(t testing.TB, id uint64, fsys *vfs.Mem, chunkSize int64, voters .
 	if err != nil {
 		t.Fatal(err)
 	}
+	n.hs, n.voteCommit = hs, hs.Commit
 	n.rn, err = raft.NewRawNode(&raft.Config{
 		ID:              id,
 		ElectionTick:    10,
@@ -70,6 +84,12 @@ func (n *node) handleReady(t testing.TB) []raftpb.Message {
 	}
 	if err := n.s.SetHardState(rd.HardState); err != nil {
 		t.Fatalf("node %d: SetHardState: %v", n.id, err)
+	}
+	if hs := rd.HardState; !raft.IsEmptyHardState(hs) {
+		if hs.Term != n.hs.Term || hs.Vote != n.hs.Vote {
+			n.voteCommit = hs.Commit
+		}
+		n.hs = hs
 	}
 	for _, e := range rd.CommittedEntries {
 		if e.Type == raftpb.EntryConfChangeV2 {
@@ -165,15 +185,41 @@ func TestSingleNodeRaft(t *testing.T) {
 		}
 	}
 	last := n.lastIndex(t)
+	before := n.applied // entries 2 (the election's empty entry) … last
+	if len(before) != int(last-1) || before[0].Index != 2 {
+		t.Fatalf("raft handed out %s; want entries 2…%d", describe(before), last)
+	}
+	// The latest HardState has the whole log committed; the file has the
+	// election's (term 2, vote 1) with the commit index as of then, 1: a
+	// change of the commit index alone is not written.
+	latest := raftpb.HardState{Term: 2, Vote: 1, Commit: last}
+	if n.s.HardState() != latest || n.hs != latest || n.wantSaved() != (raftpb.HardState{Term: 2, Vote: 1, Commit: 1}) {
+		t.Fatalf("latest HardState %+v (tracked %+v, saved %+v); want %+v, saved with commit 1", n.s.HardState(), n.hs, n.wantSaved(), latest)
+	}
+	if got := savedState(t, fsys, n.dir); got != n.wantSaved() {
+		t.Fatalf("HardState file holds %+v; want %+v", got, n.wantSaved())
+	}
 
-	// Restart, from the files and from a crash image: same log, same
+	// Restart after a crash (the image is taken before SaveHardState) and
+	// after a clean stop (SaveHardState, then close): same log, same
 	// voters, and a new election at a higher term.
+	crashed := fsys.Crash(seeded(21))
+	if err := n.s.SaveHardState(); err != nil {
+		t.Fatal(err)
+	}
 	closeLedger(t, n.l)
-	for _, img := range []*vfs.Mem{fsys, fsys.Crash(seeded(21))} {
-		n := startNode(t, 1, img, 2048)
+	for _, c := range []struct {
+		name string
+		img  *vfs.Mem
+		want raftpb.HardState
+	}{
+		{"clean stop", fsys, latest},
+		{"crash", crashed, n.wantSaved()},
+	} {
+		n := startNode(t, 1, c.img, 2048)
 		hs, cs, err := n.s.InitialState()
-		if err != nil || hs.Commit != last || hs.Term != 2 || hs.Vote != 1 || !slices.Equal(cs.Voters, []uint64{1}) {
-			t.Fatalf("after restart: %+v, %+v, %v", hs, cs, err)
+		if err != nil || hs != c.want || !slices.Equal(cs.Voters, []uint64{1}) {
+			t.Fatalf("%s: after restart: %+v, %+v, %v; want HardState %+v, voters [1]", c.name, hs, cs, err, c.want)
 		}
 		if err := n.rn.Campaign(); err != nil {
 			t.Fatal(err)
@@ -185,10 +231,26 @@ func TestSingleNodeRaft(t *testing.T) {
 		}
 		n.settle(t)
 		if st := n.rn.Status(); st.Term != 3 || st.Commit != last+2 || n.lastIndex(t) != last+2 {
-			t.Fatalf("after restart: term %d, commit %d, last %d; want 3, %d, %d", st.Term, st.Commit, n.lastIndex(t), last+2, last+2)
+			t.Fatalf("%s: after restart: term %d, commit %d, last %d; want 3, %d, %d", c.name, st.Term, st.Commit, n.lastIndex(t), last+2, last+2)
 		}
-		if len(n.applied) != 2 || n.applied[0].Index != last+1 {
-			t.Fatalf("after restart raft handed out %s; want only entries after the commit index", describe(n.applied))
+		// Raft hands out every entry committed after the saved commit
+		// index, in order: after the clean stop only the two new ones;
+		// after the crash also those applied before it, again, each with
+		// the data it had (the node re-applies them, idempotently).
+		if len(n.applied) != int(last+2-hs.Commit) {
+			t.Fatalf("%s: after restart raft handed out %s; want entries %d…%d", c.name, describe(n.applied), hs.Commit+1, last+2)
+		}
+		for i, e := range n.applied {
+			switch {
+			case e.Index != hs.Commit+1+uint64(i):
+				t.Fatalf("%s: after restart raft handed out %s; want entries %d…%d in order", c.name, describe(n.applied), hs.Commit+1, last+2)
+			case e.Index <= last && !sameEntry(e, before[e.Index-2]):
+				t.Fatalf("%s: entry %d handed out again as %s; before the restart it was %s", c.name, e.Index, describe([]raftpb.Entry{e}), describe(before[e.Index-2:e.Index-1]))
+			case e.Index == last+1 && (e.Term != 3 || len(e.Data) != 0):
+				t.Fatalf("%s: entry %d is %s; want the empty entry of term 3", c.name, e.Index, describe([]raftpb.Entry{e}))
+			case e.Index == last+2 && !bytes.Equal(e.Data, data):
+				t.Fatalf("%s: entry %d is not the proposal", c.name, e.Index)
+			}
 		}
 		closeLedger(t, n.l)
 	}
@@ -266,7 +328,8 @@ func files(t testing.TB, fsys vfs.FS, dir string) map[string][]byte {
 // TestThreeNodeRaft runs three bootstrapped RawNodes over their Storages:
 // an election, 100 proposals, a cut-off leader whose uncommitted suffix
 // the next leader overwrites, a node restarted from a crash image that
-// catches up, and a fourth node joining as a learner from an empty log.
+// catches up (re-applying the entries after its saved commit index), and
+// a fourth node joining as a learner from an empty log.
 // Afterwards every ledger directory is byte-identical.
 func TestThreeNodeRaft(t *testing.T) {
 	rng := seeded(30)
@@ -324,10 +387,19 @@ func TestThreeNodeRaft(t *testing.T) {
 		c.propose(t, rng, n2, 10)
 		c.settle(t)
 	}
+	// Node 3's HardState file has its latest term and vote and the commit
+	// index as of their last change (node 2's election); the commit index
+	// alone is not written, so after the crash it lags what node 3 had
+	// applied.
 	closeLedger(t, n3.l)
-	applied3 := n3.applied
+	applied3, saved3 := n3.applied, n3.wantSaved()
+	if got := savedState(t, n3.fsys, n3.dir); got != saved3 || saved3.Term != 3 || saved3.Commit >= applied3[len(applied3)-1].Index {
+		t.Fatalf("node 3's HardState file holds %+v; want %+v, at term 3, behind the last entry applied (%d)", got, saved3, applied3[len(applied3)-1].Index)
+	}
 	n3 = startNode(t, 3, n3.fsys.Crash(seeded(31)), chunkSize)
-	n3.applied = applied3
+	if hs, _, err := n3.s.InitialState(); err != nil || hs != saved3 {
+		t.Fatalf("node 3 restarts with HardState %+v, %v; want %+v", hs, err, saved3)
+	}
 	c.nodes[2] = n3
 	delete(c.cut, 3)
 	n2.rn.Tick()
@@ -375,6 +447,26 @@ func TestThreeNodeRaft(t *testing.T) {
 			}
 		}
 	}
+	// Node 3, restarted from a crash, was handed again every entry after
+	// its saved commit index, in order, each with the data it had applied
+	// before (an idempotent re-apply), and then the rest: counting the
+	// re-applied ones once, it applied what node 2 did.
+	lastBefore := applied3[len(applied3)-1].Index
+	k := slices.IndexFunc(n3.applied, func(e raftpb.Entry) bool { return e.Index > lastBefore })
+	if len(n3.applied) == 0 || n3.applied[0].Index != saved3.Commit+1 || k != int(lastBefore-saved3.Commit) {
+		t.Fatalf("node 3 restarted at commit %d (it had applied up to %d) and was handed %s; want the entries from %d on", saved3.Commit, lastBefore, describe(n3.applied), saved3.Commit+1)
+	}
+	for i, e := range n3.applied {
+		if e.Index != saved3.Commit+1+uint64(i) {
+			t.Fatalf("node 3 was handed %s after its restart; want consecutive entries", describe(n3.applied))
+		}
+		if i < k {
+			if j := slices.IndexFunc(applied3, func(a raftpb.Entry) bool { return a.Index == e.Index }); j < 0 || !sameEntry(applied3[j], e) {
+				t.Fatalf("node 3 re-applied entry %s, which it had applied as %s", describe([]raftpb.Entry{e}), describe(applied3[max(j, 0):max(j+1, 0)]))
+			}
+		}
+	}
+	n3.applied = append(slices.Clone(applied3), n3.applied[k:]...)
 	// Every node handed out the same committed entries, each once: the
 	// founders from index 4 on (1…3 are their Bootstrap), node 4 all.
 	if len(n4.applied) < 3 || !slices.EqualFunc(n4.applied[:3], []raftpb.Entry{addVoter(1, 1, 1), addVoter(1, 2, 2), addVoter(1, 3, 3)}, sameEntry) {

@@ -103,14 +103,16 @@ type ReplicaConfig struct {
 	// DefaultHeartbeatTicks. It must be below ElectionTicks.
 	HeartbeatTicks int
 	// OnCommit is called (from ProcessReady, in order, without the
-	// replica's lock held) with raft's new commit index after the entries
-	// up to it are durable locally and raft has handed them out (their
-	// configuration changes applied). The values strictly increase. An
-	// index at or below the HardState's commit at NewReplica is never
-	// reported: the node rebuilt its state from the ledger up to there.
+	// replica's lock held) with raft's new commit index once the entries
+	// up to it are durable locally and raft has handed them out; a
+	// configuration change among them has been applied to raft. The
+	// values strictly increase. An index at or below the HardState's
+	// commit at NewReplica is never reported: the node rebuilt its state
+	// from the ledger up to there.
 	OnCommit func(commit uint64)
-	// OnRoleChange is called (like OnCommit, before it for the same Ready)
-	// when this replica becomes leader or stops being leader, with the
+	// OnRoleChange is called (like OnCommit, after the Ready is
+	// persisted and before the OnCommit that follows the persist) when
+	// this replica becomes leader or stops being leader, with the
 	// term. When it reports leader = true, the leader's empty entry is
 	// already accounted for and Propose accepts entries of that view.
 	OnRoleChange func(leader bool, term uint64)
@@ -417,7 +419,10 @@ func (r *Replica) Err() error {
 // (truncating a conflicting suffix; one fsync), save its HardState and
 // send its messages; under the lock again, apply the committed
 // configuration changes and Advance; finally call OnRoleChange and
-// OnCommit without the lock (so they may call Propose or Status). Tick,
+// OnCommit without the lock (so they may call Propose or Status). Committed
+// entries that are already durable (from earlier Readies) are reported
+// through OnCommit before the persist (see commitBeforePersist), so one
+// Ready may call OnCommit twice, the values still increasing. Tick,
 // Step, Propose and ProposeConfChange do not wait for the disk: raft
 // allows them between Ready and Advance, and their entries and messages
 // come in the next Ready. It returns after one Ready; the caller loops
@@ -433,6 +438,9 @@ func (r *Replica) ProcessReady() error {
 	rd, ok, err := r.takeReady()
 	if err != nil || !ok {
 		return err
+	}
+	if commit := r.commitBeforePersist(rd); commit != 0 && r.onCommit != nil {
+		r.onCommit(commit)
 	}
 	if err := r.persist(rd); err != nil {
 		r.mu.Lock()
@@ -577,6 +585,43 @@ func (r *Replica) advance(rd raft.Ready) (roleChanged, leader bool, term, commit
 		r.log.Info("consensus: role changed", "leader", leader, "term", term)
 	}
 	return roleChanged, leader, term, commit, nil
+}
+
+// commitBeforePersist reports, before the Ready is persisted, the
+// committed entries that earlier Readies already made durable here, up to
+// the first configuration change and below the first index this Ready
+// writes: a commit then reaches waiting clients
+// without waiting behind the fsync of the next batch, which would add a
+// whole fsync to every commit under load. Raft hands out committed entries
+// that are still in this Ready's Entries too (synchronous mode lets the
+// application persist first); those, and configuration changes, which
+// must be applied to raft (at Advance) before the node may propose the
+// next one, are reported after the persist.
+func (r *Replica) commitBeforePersist(rd raft.Ready) uint64 {
+	durable, err := r.s.LastIndex()
+	if err != nil {
+		return 0
+	}
+	if len(rd.Entries) > 0 {
+		// This Ready may replace a suffix of the durable log (a follower's
+		// conflicting entries): raft's committed entries from its first
+		// index on are the new ones, not what the Storage holds yet.
+		durable = min(durable, rd.Entries[0].Index-1)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	commit := uint64(0)
+	for _, e := range rd.CommittedEntries {
+		if e.Index > durable || e.Type == raftpb.EntryConfChangeV2 {
+			break
+		}
+		commit = e.Index
+	}
+	if commit <= r.applied {
+		return 0
+	}
+	r.applied = commit
+	return commit
 }
 
 // failLocked makes err the replica's sticky failure and returns it.

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -34,9 +36,32 @@ type member struct {
 	commits  []uint64 // every OnCommit value
 	roles    []string // every OnRoleChange, "leader@term" or "follower@term"
 	down     bool
+	// applied is the ledger bytes of every seqno OnCommit reported, across
+	// restarts; reapplied counts the seqnos reported again after a restart
+	// (the saved commit index lags the latest: see Storage.SetHardState).
+	applied   map[uint64][]byte
+	reapplied int
 	// syncHook, if set, runs at the start of every File.Sync of the
 	// member's disk (see hookFS).
 	syncHook atomic.Pointer[func(name string)]
+	// sendHook, if set, runs with every batch the Replica hands to its
+	// transport, before the transport queues it (see hookTransport).
+	sendHook atomic.Pointer[func(msgs []raftpb.Message)]
+}
+
+// hookTransport is a transport.Transport that calls *hook, when set, with
+// every batch before sending it, in the sending goroutine: a test sees
+// what the Replica sends, and when.
+type hookTransport struct {
+	transport.Transport
+	hook *atomic.Pointer[func(msgs []raftpb.Message)]
+}
+
+func (t hookTransport) Send(msgs []raftpb.Message) {
+	if h := t.hook.Load(); h != nil {
+		(*h)(msgs)
+	}
+	t.Transport.Send(msgs)
 }
 
 // hookFS is a vfs.FS whose files call *hook, when set, at the start of
@@ -122,7 +147,10 @@ func (nw *net) start(m *member, voters ...uint64) {
 			t.Fatal(err)
 		}
 	}
-	m.tr = nw.mem.Join(m.id, func(ctx context.Context, msgs []raftpb.Message) { m.r.Step(ctx, msgs) })
+	m.tr = hookTransport{
+		Transport: nw.mem.Join(m.id, func(ctx context.Context, msgs []raftpb.Message) { m.r.Step(ctx, msgs) }),
+		hook:      &m.sendHook,
+	}
 	m.tr.SetPeers(nw.peers)
 	r, err := NewReplica(ReplicaConfig{
 		ID: m.id, Storage: m.s, Transport: m.tr, Logger: quiet,
@@ -137,17 +165,29 @@ func (nw *net) start(m *member, voters ...uint64) {
 }
 
 // onCommit checks that commits grow, records the committed entries' bytes
-// and fails if another replica committed different bytes at a seqno.
+// and fails if another replica committed different bytes at a seqno, or
+// if this one, reporting a seqno again after a restart, has other bytes
+// there than it applied before (a re-apply must be idempotent).
 func (nw *net) onCommit(m *member, c uint64) {
 	t := nw.t
 	if c <= m.reported {
 		t.Fatalf("node %d: OnCommit(%d) after %d", m.id, c, m.reported)
+	}
+	if m.applied == nil {
+		m.applied = map[uint64][]byte{}
 	}
 	for seqno, enc := range readEncoded(t, m.l, m.reported+1, c) {
 		if prev, ok := nw.committed[seqno]; ok && !bytes.Equal(prev, enc) {
 			t.Fatalf("node %d committed other bytes at seqno %d than another replica", m.id, seqno)
 		}
 		nw.committed[seqno] = enc
+		if prev, ok := m.applied[seqno]; ok {
+			if !bytes.Equal(prev, enc) {
+				t.Fatalf("node %d re-applies other bytes at seqno %d than it applied before", m.id, seqno)
+			}
+			m.reapplied++
+		}
+		m.applied[seqno] = enc
 	}
 	m.reported = c
 	m.commits = append(m.commits, c)
@@ -517,12 +557,21 @@ func TestReplicaThreeNodes(t *testing.T) {
 	if got := f.r.Status().LastIndex; got != st.LastIndex {
 		t.Fatalf("isolated follower's last index %d, want %d", got, st.LastIndex)
 	}
+	// The follower's HardState file holds its latest term and vote and
+	// the commit index as of their last change, the election: 3 (the
+	// bootstrap entries) or 4 (with the leader's empty entry). The commit
+	// index alone was not written since (fewer than CommitSaveInterval
+	// entries), so the saved one lags the latest.
+	latest, saved := f.s.HardState(), savedState(t, f.fsys, f.dir)
+	if latest.Term != st.Term || latest.Commit != st.LastIndex || saved.Term != latest.Term || saved.Vote != latest.Vote || saved.Commit < 3 || saved.Commit > 4 {
+		t.Fatalf("follower's HardState: latest %+v, saved %+v; want the latest at term %d, commit %d, and the saved one with its term and vote and commit 3 or 4", latest, saved, st.Term, st.LastIndex)
+	}
 	_ = f.tr.Close()
 	closeLedger(t, f.l)
 	f.fsys = f.fsys.Crash(seeded(33))
 	nw.start(f)
-	if f.reported != st.LastIndex {
-		t.Fatalf("restarted follower starts applied at %d, want %d", f.reported, st.LastIndex)
+	if hs, _, err := f.s.InitialState(); err != nil || hs != saved || f.reported != saved.Commit {
+		t.Fatalf("restarted follower: HardState %+v, %v, applied at %d; want %+v, applied at %d", hs, err, f.reported, saved, saved.Commit)
 	}
 	nw.mem.Heal()
 	nw.converge()
@@ -531,6 +580,42 @@ func TestReplicaThreeNodes(t *testing.T) {
 	}
 	if p.r.Status().Term != st.Term {
 		t.Fatalf("term changed from %d to %d: the restart disturbed the leader", st.Term, p.r.Status().Term)
+	}
+	// Raft handed the restarted follower every entry committed after its
+	// saved commit index again, in order (OnCommit grows), and it applied
+	// each with the bytes it had applied before the crash (onCommit checks).
+	if want := int(st.LastIndex - saved.Commit); f.reapplied != want || f.reported != st.LastIndex+40 {
+		t.Fatalf("restarted follower re-applied %d entries and reported %d; want %d re-applied, %d reported", f.reapplied, f.reported, want, st.LastIndex+40)
+	}
+
+	// The other follower stops cleanly: SaveHardState writes its latest
+	// HardState, and it restarts from it exactly, applying nothing twice.
+	var g *member
+	for _, m := range nw.members {
+		if m != p && m != f {
+			g = m
+		}
+	}
+	latest = g.s.HardState()
+	if latest.Commit != st.LastIndex+40 || savedState(t, g.fsys, g.dir) == latest {
+		t.Fatalf("follower %d: latest HardState %+v, saved %+v; want commit %d, saved lagging", g.id, latest, savedState(t, g.fsys, g.dir), st.LastIndex+40)
+	}
+	if err := g.s.SaveHardState(); err != nil {
+		t.Fatal(err)
+	}
+	if got := savedState(t, g.fsys, g.dir); got != latest {
+		t.Fatalf("after SaveHardState the file holds %+v; want %+v", got, latest)
+	}
+	_ = g.tr.Close()
+	closeLedger(t, g.l)
+	nw.start(g)
+	if hs, _, err := g.s.InitialState(); err != nil || hs != latest || g.reported != latest.Commit {
+		t.Fatalf("cleanly restarted follower: HardState %+v, %v, applied at %d; want %+v", hs, err, g.reported, latest)
+	}
+	nw.propose(p, 5)
+	nw.converge()
+	if g.reapplied != 0 || g.reported != st.LastIndex+45 {
+		t.Fatalf("cleanly restarted follower re-applied %d entries and reported %d; want 0, %d", g.reapplied, g.reported, st.LastIndex+45)
 	}
 }
 
@@ -681,4 +766,214 @@ func TestReplicaSignOnElectionAndFailure(t *testing.T) {
 		t.Fatalf("the failed proposal was reported committed (%d)", m.reported)
 	}
 	m.down = true // its ledger is poisoned: close skips it
+}
+
+// persistLog records, in order, what a member writes and sends while its
+// ProcessReady runs: "sync ledger" (an fsync of a ledger file), "sync
+// state" (the fsync of the HardState file's new content,
+// vfs.WriteFileAtomic's temporary file) and "send <type> to <id>". check,
+// if set, runs at every send, with the message.
+type persistLog struct {
+	events []string
+	check  func(raftpb.Message)
+}
+
+// watch installs l's hooks on m (uninstall removes them).
+func (l *persistLog) watch(m *member) {
+	state := filepath.Join(m.dir, StateFileName) + ".tmp"
+	sync := func(name string) {
+		switch {
+		case strings.HasPrefix(name, ledgerDir(m.dir)+"/"):
+			l.events = append(l.events, "sync ledger")
+		case name == state:
+			l.events = append(l.events, "sync state")
+		default:
+			l.events = append(l.events, "sync "+name)
+		}
+	}
+	send := func(msgs []raftpb.Message) {
+		for _, msg := range msgs {
+			l.events = append(l.events, fmt.Sprintf("send %v to %d", msg.Type, msg.To))
+			if l.check != nil {
+				l.check(msg)
+			}
+		}
+	}
+	m.syncHook.Store(&sync)
+	m.sendHook.Store(&send)
+}
+
+func uninstall(m *member) {
+	m.syncHook.Store(nil)
+	m.sendHook.Store(nil)
+}
+
+// processWatched runs one ProcessReady of m with a fresh persistLog and
+// returns its events.
+func processWatched(t *testing.T, m *member, check func(raftpb.Message)) []string {
+	t.Helper()
+	l := &persistLog{check: check}
+	l.watch(m)
+	defer uninstall(m)
+	if err := m.r.ProcessReady(); err != nil {
+		t.Fatalf("node %d: ProcessReady: %v", m.id, err)
+	}
+	return l.events
+}
+
+// TestReplicaPersistOrder checks the order in which a Ready's writes and
+// messages happen (Replica.persist): a leader hands its appends to the
+// transport before the fsync of the same entries starts, so the
+// followers' writes overlap its own; a follower acknowledges entries
+// (MsgAppResp) only once they are durable; and a Ready that changes the
+// term or the vote — a campaign, a vote — writes the HardState file before
+// it sends anything, its MsgVote or MsgVoteResp included.
+func TestReplicaPersistOrder(t *testing.T) {
+	t.Run("append", func(t *testing.T) {
+		nw := newNet(t, 6, 3, 4096)
+		defer nw.close()
+		p := nw.primary(nil, 0)
+		nw.converge()
+		st := p.r.Status()
+		nw.propose(p, 3)
+		last := st.LastIndex + 3
+
+		// The leader: raft sends an MsgApp to each follower per proposal.
+		// All of them, carrying the new entries, are queued in the
+		// transport when the ledger fsync of those entries starts, and the
+		// Storage had not appended the entries when they were sent.
+		queuedAtSync := -1
+		sentUpTo := map[uint64]uint64{} // follower → last index sent to it
+		var appendedAtSend []uint64
+		l := &persistLog{check: func(m raftpb.Message) {
+			if m.Type != raftpb.MsgApp {
+				return
+			}
+			if n := len(m.Entries); n > 0 {
+				sentUpTo[m.To] = max(sentUpTo[m.To], m.Entries[n-1].Index)
+			}
+			li, _ := p.s.LastIndex()
+			appendedAtSend = append(appendedAtSend, li)
+		}}
+		l.watch(p)
+		sync := p.syncHook.Load()
+		syncAndCount := func(name string) {
+			if queuedAtSync < 0 && strings.HasPrefix(name, ledgerDir(p.dir)+"/") {
+				queuedAtSync = nw.mem.Pending()
+			}
+			(*sync)(name)
+		}
+		p.syncHook.Store(&syncAndCount)
+		if err := p.r.ProcessReady(); err != nil {
+			t.Fatal(err)
+		}
+		uninstall(p)
+		n := len(l.events)
+		if n != 7 || l.events[n-1] != "sync ledger" {
+			t.Fatalf("leader's Ready: %q; want 6 MsgApps (3 proposals, 2 followers), then the ledger fsync, and no HardState write", l.events)
+		}
+		var followers []*member
+		for _, m := range nw.members {
+			if m != p {
+				followers = append(followers, m)
+			}
+		}
+		for _, e := range l.events[:n-1] {
+			if e != fmt.Sprintf("send MsgApp to %d", followers[0].id) && e != fmt.Sprintf("send MsgApp to %d", followers[1].id) {
+				t.Fatalf("leader's Ready: %q; want only MsgApps to the followers before the ledger fsync", l.events)
+			}
+		}
+		if len(sentUpTo) != 2 || sentUpTo[followers[0].id] != last || sentUpTo[followers[1].id] != last {
+			t.Fatalf("leader sent entries up to %v; want up to %d to both followers", sentUpTo, last)
+		}
+		if queuedAtSync != 6 || slices.ContainsFunc(appendedAtSend, func(li uint64) bool { return li != st.LastIndex }) {
+			t.Fatalf("at the ledger fsync %d messages were queued (want the 6 MsgApps); at the sends the Storage's last index was %v (want %d: not yet appended)", queuedAtSync, appendedAtSend, st.LastIndex)
+		}
+		if li, _ := p.s.LastIndex(); li != last || p.r.Status().Commit != st.LastIndex {
+			t.Fatalf("leader after its Ready: last index %d, commit %d; want %d, %d (committed only once a follower acknowledges)", li, p.r.Status().Commit, last, st.LastIndex)
+		}
+
+		// A follower: it got the three MsgApps in one delivery and answers
+		// each with an MsgAppResp, all after the ledger fsync, when the
+		// entries they acknowledge are durable.
+		nw.mem.Deliver()
+		for _, f := range followers {
+			var acked uint64
+			events := processWatched(t, f, func(m raftpb.Message) {
+				if m.Type != raftpb.MsgAppResp {
+					return
+				}
+				acked = max(acked, m.Index)
+				li, _ := f.s.LastIndex()
+				if m.Reject || m.Index > li || uint64(f.l.DurableSeqno()) < m.Index {
+					t.Errorf("follower %d sends %+v with its log durable up to %d (ledger %d)", f.id, m, li, f.l.DurableSeqno())
+				}
+			})
+			resp := fmt.Sprintf("send MsgAppResp to %d", p.id)
+			if want := []string{"sync ledger", resp, resp, resp}; !slices.Equal(events, want) || acked != last {
+				t.Fatalf("follower %d's Ready: %q, acknowledging up to %d; want %q, up to %d", f.id, events, acked, want, last)
+			}
+		}
+		nw.round(false)
+		if got := p.r.Status(); got.Commit != last || p.reported != last {
+			t.Fatalf("leader after the acknowledgements: %+v, reported %d; want %d committed", got, p.reported, last)
+		}
+		nw.converge()
+	})
+
+	t.Run("campaign", func(t *testing.T) {
+		nw := newNet(t, 7, 3, 4096)
+		defer nw.close()
+		nw.round(false) // nothing ticks: no election yet
+		c := nw.members[0]
+		voters := nw.members[1:]
+		st := c.r.Status()
+		if st.Term != 1 || st.Role != raft.StateFollower {
+			t.Fatalf("before the campaign: %+v", st)
+		}
+		// checkSaved fails a message sent by m before its HardState file
+		// holds term and vote.
+		checkSaved := func(m *member, term, vote uint64) func(raftpb.Message) {
+			return func(msg raftpb.Message) {
+				if hs := savedState(t, m.fsys, m.dir); hs.Term != term || hs.Vote != vote {
+					t.Errorf("node %d sends %v at term %d while its HardState file holds %+v; want term %d, vote %d written first", m.id, msg.Type, msg.Term, hs, term, vote)
+				}
+			}
+		}
+		if err := c.r.Campaign(); err != nil {
+			t.Fatal(err)
+		}
+		// The pre-vote changes no term or vote: nothing is written.
+		events := processWatched(t, c, checkSaved(c, 1, 0))
+		if want := []string{"send MsgPreVote to 2", "send MsgPreVote to 3"}; !slices.Equal(events, want) {
+			t.Fatalf("pre-candidate's Ready: %q; want %q", events, want)
+		}
+		nw.mem.Deliver()
+		for _, v := range voters {
+			events := processWatched(t, v, checkSaved(v, 1, 0))
+			if want := []string{fmt.Sprintf("send MsgPreVoteResp to %d", c.id)}; !slices.Equal(events, want) {
+				t.Fatalf("node %d's pre-vote Ready: %q; want %q", v.id, events, want)
+			}
+		}
+		nw.mem.Deliver()
+		// The candidate's Ready changes term and vote: the HardState file
+		// is written before the MsgVotes go out.
+		events = processWatched(t, c, checkSaved(c, 2, c.id))
+		if want := []string{"sync state", "send MsgVote to 2", "send MsgVote to 3"}; !slices.Equal(events, want) {
+			t.Fatalf("candidate's Ready: %q; want %q", events, want)
+		}
+		nw.mem.Deliver()
+		// So does each voter's: it writes its vote, then grants it.
+		for _, v := range voters {
+			events := processWatched(t, v, checkSaved(v, 2, c.id))
+			if want := []string{"sync state", fmt.Sprintf("send MsgVoteResp to %d", c.id)}; !slices.Equal(events, want) {
+				t.Fatalf("node %d's vote Ready: %q; want %q", v.id, events, want)
+			}
+		}
+		nw.round(false)
+		if st := c.r.Status(); !st.Primary || st.Term != 2 {
+			t.Fatalf("after the election: %+v; want primary at term 2", st)
+		}
+		nw.converge()
+	})
 }

@@ -1,11 +1,13 @@
 package consensus
 
 import (
+	"bytes"
 	"errors"
 	"io/fs"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -25,6 +27,13 @@ type model struct {
 	ms     *raft.MemoryStorage
 	term   uint64
 	commit uint64
+	// saved is what the Storage's HardState file must hold: the latest
+	// HardState as of the last change of term or vote, or of a commit
+	// index CommitSaveInterval beyond the saved one, or of SaveHardState.
+	saved raftpb.HardState
+	// voteCommit is the commit index of the last HardState set that
+	// changed the term or vote: the saved commit index is at least that.
+	voteCommit uint64
 }
 
 func newModel(seed uint64) *model {
@@ -57,11 +66,7 @@ func (m *model) nextHardState() raftpb.HardState {
 func (m *model) step(t testing.TB, s *Storage) {
 	t.Helper()
 	if m.rng.IntN(3) == 0 && m.last() > 0 {
-		hs := m.nextHardState()
-		if err := s.SetHardState(hs); err != nil {
-			t.Fatalf("SetHardState(%+v): %v", hs, err)
-		}
-		_ = m.ms.SetHardState(hs)
+		m.setHardState(t, s, m.nextHardState())
 		return
 	}
 	ents := m.nextAppend()
@@ -69,6 +74,48 @@ func (m *model) step(t testing.TB, s *Storage) {
 		t.Fatalf("Append(%s): %v", describe(ents), err)
 	}
 	_ = m.ms.Append(ents)
+}
+
+// setHardState sets hs on s and the oracle, and tracks what s must have
+// saved (SetHardState's rule).
+func (m *model) setHardState(t testing.TB, s *Storage, hs raftpb.HardState) {
+	t.Helper()
+	if err := s.SetHardState(hs); err != nil {
+		t.Fatalf("SetHardState(%+v): %v", hs, err)
+	}
+	if hs == m.hardState() {
+		return // unchanged: skipped
+	}
+	if hs.Term != m.saved.Term || hs.Vote != m.saved.Vote {
+		m.saved, m.voteCommit = hs, hs.Commit
+	} else if hs.Commit-m.saved.Commit >= CommitSaveInterval {
+		m.saved = hs
+	}
+	_ = m.ms.SetHardState(hs)
+	if got := s.HardState(); got != hs {
+		t.Fatalf("HardState() = %+v after SetHardState(%+v)", got, hs)
+	}
+}
+
+// commitOnly appends an entry if the whole log is committed, and then
+// advances the commit index alone to the end of the log: the HardState of
+// a Ready that commits entries, which is not written.
+func (m *model) commitOnly(t testing.TB, s *Storage) {
+	t.Helper()
+	hs := m.hardState()
+	if raft.IsEmptyHardState(hs) {
+		t.Fatal("commitOnly before any HardState")
+	}
+	if m.commit == m.last() {
+		ents := randEntries(m.rng, m.term, m.last()+1, 1)
+		if err := s.Append(ents); err != nil {
+			t.Fatal(err)
+		}
+		_ = m.ms.Append(ents)
+	}
+	m.commit = m.last()
+	hs.Commit = m.commit
+	m.setHardState(t, s, hs)
 }
 
 // log returns the oracle's whole log.
@@ -85,31 +132,55 @@ func (m *model) hardState() raftpb.HardState {
 	return hs
 }
 
-// wantVoters is what InitialState must report: the voters added by the
-// configuration changes (randEntry's add voter <index>) up to the commit.
-func (m *model) wantVoters() []uint64 {
+// wantVoters is what InitialState must report with HardState commit
+// index commit: the voters added by the configuration changes
+// (randEntry's add voter <index>) up to it.
+func (m *model) wantVoters(commit uint64) []uint64 {
 	var v []uint64
 	for _, e := range m.log() {
-		if e.Type == raftpb.EntryConfChangeV2 && e.Index <= m.commit {
+		if e.Type == raftpb.EntryConfChangeV2 && e.Index <= commit {
 			v = append(v, e.Index)
 		}
 	}
 	return v
 }
 
-func checkState(t testing.TB, s *Storage, m *model) {
+// checkState checks InitialState: the latest HardState on the Storage
+// the model ran on, the saved one on a reopened Storage (reopened).
+func checkState(t testing.TB, s *Storage, m *model, reopened bool) {
 	t.Helper()
-	hs, cs, err := s.InitialState()
-	if err != nil || hs != m.hardState() {
-		t.Fatalf("InitialState HardState = %+v, %v; want %+v", hs, err, m.hardState())
+	want := m.hardState()
+	if reopened {
+		want = m.saved
+		checkSaved(t, want, m.hardState(), m.voteCommit)
 	}
-	if want := m.wantVoters(); !slices.Equal(cs.Voters, want) || len(cs.Learners)+len(cs.VotersOutgoing) > 0 {
+	hs, cs, err := s.InitialState()
+	if err != nil || hs != want || s.HardState() != want {
+		t.Fatalf("InitialState HardState = %+v, %v (HardState() = %+v); want %+v", hs, err, s.HardState(), want)
+	}
+	if want := m.wantVoters(want.Commit); !slices.Equal(cs.Voters, want) || len(cs.Learners)+len(cs.VotersOutgoing) > 0 {
 		t.Fatalf("ConfState = %+v; want voters %v", cs, want)
 	}
 }
 
+// checkSaved checks the contract of a saved HardState against the latest
+// one set before the Storage was closed: the same term and vote, and a
+// commit index that may lag the latest, never lead it, and is no older
+// than the commit index of the last term or vote change (voteCommit).
+func checkSaved(t testing.TB, saved, latest raftpb.HardState, voteCommit uint64) {
+	t.Helper()
+	if saved.Term != latest.Term || saved.Vote != latest.Vote || saved.Commit > latest.Commit || saved.Commit < voteCommit {
+		t.Fatalf("saved HardState %+v; want term %d, vote %d, commit in %d…%d", saved, latest.Term, latest.Vote, voteCommit, latest.Commit)
+	}
+}
+
+// TestStorageMatchesMemoryStorage runs the model and reopens the Storage:
+// the log answers the same; the HardState is the saved one, whose commit
+// index lags the latest after a stop without SaveHardState (a crash), and
+// is the latest after SaveHardState (a clean stop).
 func TestStorageMatchesMemoryStorage(t *testing.T) {
 	for seed := range uint64(6) {
+		clean := seed%2 == 0
 		m := newModel(seed)
 		fsys := vfs.NewMem()
 		s, l := open(t, fsys, dataDir, 1024)
@@ -118,17 +189,30 @@ func TestStorageMatchesMemoryStorage(t *testing.T) {
 			m.step(t, s)
 			checkAgainst(t, s, m.ms, m.rng)
 		}
-		checkState(t, s, m)
+		m.commitOnly(t, s)
+		checkState(t, s, m, false)
+		if m.saved == m.hardState() || savedState(t, fsys, dataDir) != m.saved {
+			t.Fatalf("seed %d: HardState file holds %+v, latest %+v; want the saved %+v, behind the latest", seed, savedState(t, fsys, dataDir), m.hardState(), m.saved)
+		}
+		if clean {
+			if err := s.SaveHardState(); err != nil {
+				t.Fatal(err)
+			}
+			m.saved = m.hardState()
+		}
 		closeLedger(t, l)
 		// Reopened from its files, it answers the same.
 		s, l = open(t, fsys, dataDir, 1024)
 		checkAgainst(t, s, m.ms, m.rng)
-		checkState(t, s, m)
+		checkState(t, s, m, true)
 		closeLedger(t, l)
 	}
 }
 
-// TestStorageOnDisk runs the model on the real file system and reopens.
+// TestStorageOnDisk runs the model on the real file system and reopens:
+// after a stop without SaveHardState the saved HardState, and once the
+// reopened Storage is told the latest commit index again and stops with
+// SaveHardState, the latest.
 func TestStorageOnDisk(t *testing.T) {
 	dir := t.TempDir()
 	m := newModel(99)
@@ -136,21 +220,44 @@ func TestStorageOnDisk(t *testing.T) {
 	for range 60 {
 		m.step(t, s)
 	}
+	m.commitOnly(t, s)
 	checkAgainst(t, s, m.ms, m.rng)
+	latest := m.hardState()
+	if m.saved == latest {
+		t.Fatalf("saved HardState %+v is the latest; the test wants it behind", m.saved)
+	}
+	closeLedger(t, l)
+	s, l = open(t, vfs.OS(), dir, 4096)
+	checkAgainst(t, s, m.ms, m.rng)
+	checkState(t, s, m, true)
+	// Raft learns the commit index again (from the leader): a commit-only
+	// change, kept in memory until SaveHardState.
+	if err := s.SetHardState(latest); err != nil {
+		t.Fatal(err)
+	}
+	if got := savedState(t, vfs.OS(), dir); got != m.saved || s.HardState() != latest {
+		t.Fatalf("after SetHardState(%+v): file %+v, HardState() %+v; want file %+v", latest, got, s.HardState(), m.saved)
+	}
+	if err := s.SaveHardState(); err != nil {
+		t.Fatal(err)
+	}
+	m.saved = latest
 	closeLedger(t, l)
 	s, l = open(t, vfs.OS(), dir, 4096)
 	defer closeLedger(t, l)
 	checkAgainst(t, s, m.ms, m.rng)
-	checkState(t, s, m)
+	checkState(t, s, m, true)
 }
 
 // TestStorageCrash runs the model, injects a write or sync fault into one
 // operation, takes a crash image and checks what survives: everything done
 // before the operation, and of the operation either nothing, all of it, or
 // (an Append) a truncation and a prefix of its entries — never a HardState
-// ahead of the log.
+// ahead of the log. The HardState that survives is the saved one: a
+// SetHardState that changes the commit index alone writes nothing (it
+// cannot fail, and the crash forgets it).
 func TestStorageCrash(t *testing.T) {
-	var failed, torn, cutOnly int // outcomes seen, to know the test reaches them
+	var failed, torn, cutOnly, unwritten int // outcomes seen, to know the test reaches them
 	for seed := range uint64(120) {
 		m := newModel(1000 + seed)
 		rng := m.rng
@@ -159,7 +266,7 @@ func TestStorageCrash(t *testing.T) {
 		for range rng.IntN(40) {
 			m.step(t, s)
 		}
-		before, hsBefore := m.log(), m.hardState()
+		before, hsBefore, savedBefore := m.log(), m.hardState(), m.saved
 		if rng.IntN(2) == 0 {
 			fsys.FailWritesAfter(rng.Int64N(1500), syscall.EIO)
 		} else {
@@ -171,9 +278,14 @@ func TestStorageCrash(t *testing.T) {
 			opErr  error
 			isHard = rng.IntN(3) == 0 && m.last() > 0
 		)
+		var writes bool // whether the operation writes the HardState file
 		if isHard {
 			hs = m.nextHardState()
+			writes = hs != hsBefore && (hs.Term != savedBefore.Term || hs.Vote != savedBefore.Vote || hs.Commit-savedBefore.Commit >= CommitSaveInterval)
 			opErr = s.SetHardState(hs)
+			if !writes && (opErr != nil || s.HardState() != hs) {
+				t.Fatalf("seed %d: SetHardState(%+v) over %+v (saved %+v): %v, HardState() %+v; want it recorded in memory, with no I/O to fail", seed, hs, hsBefore, savedBefore, opErr, s.HardState())
+			}
 		} else {
 			ents = m.nextAppend()
 			opErr = s.Append(ents)
@@ -201,16 +313,29 @@ func TestStorageCrash(t *testing.T) {
 		if gotHS.Commit > last {
 			t.Fatalf("seed %d: HardState commit %d ahead of the log (%d)", seed, gotHS.Commit, last)
 		}
+		if hs, _, err := s2.InitialState(); err != nil || hs != gotHS {
+			t.Fatalf("seed %d: InitialState %+v, %v; HardState() %+v", seed, hs, err, gotHS)
+		}
 		if isHard {
 			if !slices.EqualFunc(got, before, sameEntry) {
 				t.Fatalf("seed %d: log changed by SetHardState", seed)
 			}
-			if gotHS != hsBefore && gotHS != hs || opErr == nil && gotHS != hs {
-				t.Fatalf("seed %d: HardState %+v; want %+v or %+v (op error %v)", seed, gotHS, hsBefore, hs, opErr)
+			switch {
+			case !writes:
+				unwritten++
+				if gotHS != savedBefore {
+					t.Fatalf("seed %d: HardState %+v after a commit-only SetHardState(%+v); want the saved %+v", seed, gotHS, hs, savedBefore)
+				}
+				checkSaved(t, gotHS, hs, m.voteCommit)
+			case gotHS != savedBefore && gotHS != hs || opErr == nil && gotHS != hs:
+				t.Fatalf("seed %d: HardState %+v; want %+v or %+v (op error %v)", seed, gotHS, savedBefore, hs, opErr)
 			}
 		} else {
-			if gotHS != hsBefore {
-				t.Fatalf("seed %d: HardState %+v changed by Append; want %+v", seed, gotHS, hsBefore)
+			if gotHS != savedBefore {
+				t.Fatalf("seed %d: HardState %+v changed by Append; want the saved %+v", seed, gotHS, savedBefore)
+			}
+			if !raft.IsEmptyHardState(hsBefore) {
+				checkSaved(t, gotHS, hsBefore, m.voteCommit)
 			}
 			first := ents[0].Index
 			if last < first-1 {
@@ -232,8 +357,8 @@ func TestStorageCrash(t *testing.T) {
 		closeLedger(t, l2)
 		_ = l.Close()
 	}
-	t.Logf("outcomes: %d operations failed, %d appends kept in part, %d truncations without the new entries", failed, torn, cutOnly)
-	if failed == 0 || torn == 0 || cutOnly == 0 {
+	t.Logf("outcomes: %d operations failed, %d appends kept in part, %d truncations without the new entries, %d commit-only HardStates not written", failed, torn, cutOnly, unwritten)
+	if failed == 0 || torn == 0 || cutOnly == 0 || unwritten == 0 {
 		t.Errorf("the faults did not reach every outcome")
 	}
 }
@@ -547,5 +672,226 @@ func TestConfStateReplay(t *testing.T) {
 	}
 	if _, _, err := s.InitialState(); !errors.Is(err, ErrBadConfChange) {
 		t.Fatalf("InitialState over a bad change: %v; want ErrBadConfChange", err)
+	}
+}
+
+// stateWrites opens the Storage of dataDir on fsys and counts the writes
+// of its HardState file: the fsyncs of vfs.WriteFileAtomic's temporary
+// file, one per write.
+func stateWrites(t *testing.T, fsys vfs.FS) (*Storage, *ledger.Ledger, *int) {
+	t.Helper()
+	var hook atomic.Pointer[func(string)]
+	writes := new(int)
+	tmp := filepath.Join(dataDir, StateFileName) + ".tmp"
+	count := func(name string) {
+		if name == tmp {
+			*writes++
+		}
+	}
+	hook.Store(&count)
+	s, l := open(t, hookFS{FS: fsys, hook: &hook}, dataDir, 1<<20)
+	return s, l, writes
+}
+
+// appendLong appends entries 1…n at term 2, empty but for configuration
+// changes adding voter i at each index i of voters.
+func appendLong(t *testing.T, s *Storage, n uint64, voters ...uint64) {
+	t.Helper()
+	const batch = 2048
+	for first := uint64(1); first <= n; first += batch {
+		ents := make([]raftpb.Entry, min(batch, n-first+1))
+		for i := range ents {
+			ents[i] = raftpb.Entry{Term: 2, Index: first + uint64(i)}
+			if slices.Contains(voters, ents[i].Index) {
+				ents[i] = addVoter(2, ents[i].Index, ents[i].Index)
+			}
+		}
+		if err := s.Append(ents); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestSetHardStateCommitOnly: SetHardState writes the HardState file when
+// the term or the vote changes, or when the commit index is
+// CommitSaveInterval beyond the saved one; a change of the commit index
+// alone below that leaves the file untouched (HardState reports it), and a
+// reopened Storage starts from the file.
+func TestSetHardStateCommitOnly(t *testing.T) {
+	fsys := vfs.NewMem()
+	s, l, writes := stateWrites(t, fsys)
+	const n = CommitSaveInterval + 20
+	appendLong(t, s, n, 3, CommitSaveInterval+5)
+	file := func() []byte {
+		b, err := vfs.ReadFile(fsys, filepath.Join(dataDir, StateFileName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	set := func(hs raftpb.HardState, wantWrites int, wantFile raftpb.HardState) {
+		t.Helper()
+		if err := s.SetHardState(hs); err != nil {
+			t.Fatalf("SetHardState(%+v): %v", hs, err)
+		}
+		if *writes != wantWrites || !bytes.Equal(file(), encodeHardState(wantFile)) {
+			got, _ := decodeHardState(file())
+			t.Fatalf("after SetHardState(%+v): %d writes, file %+v; want %d, %+v", hs, *writes, got, wantWrites, wantFile)
+		}
+		if got, _, err := s.InitialState(); err != nil || got != hs || s.HardState() != hs {
+			t.Fatalf("after SetHardState(%+v): InitialState %+v, %v, HardState() %+v; want the latest", hs, got, err, s.HardState())
+		}
+	}
+
+	// A vote (the term and the vote change): written.
+	hs1 := raftpb.HardState{Term: 2, Vote: 1, Commit: 1}
+	set(hs1, 1, hs1)
+	// The commit index alone, up to CommitSaveInterval-1 past the saved
+	// one: not written.
+	for _, c := range []uint64{2, 3, 500, CommitSaveInterval} {
+		hs := raftpb.HardState{Term: 2, Vote: 1, Commit: c}
+		if s.ChangesVote(hs) {
+			t.Fatalf("ChangesVote(%+v) over %+v", hs, hs1)
+		}
+		set(hs, 1, hs1)
+	}
+	// An unchanged or empty HardState: nothing.
+	set(raftpb.HardState{Term: 2, Vote: 1, Commit: CommitSaveInterval}, 1, hs1)
+	if err := s.SetHardState(raftpb.HardState{}); err != nil || *writes != 1 {
+		t.Fatalf("SetHardState of the empty HardState: %v, %d writes", err, *writes)
+	}
+	// CommitSaveInterval past the saved commit index: written.
+	hs2 := raftpb.HardState{Term: 2, Vote: 1, Commit: 1 + CommitSaveInterval}
+	set(hs2, 2, hs2)
+	hs3 := raftpb.HardState{Term: 2, Vote: 1, Commit: 2 + CommitSaveInterval}
+	set(hs3, 2, hs2)
+	// A new term, whatever the commit index: written. A vote in it too.
+	hs4 := raftpb.HardState{Term: 3, Commit: hs3.Commit}
+	if !s.ChangesVote(hs4) {
+		t.Fatalf("ChangesVote(%+v) = false over %+v", hs4, hs3)
+	}
+	set(hs4, 3, hs4)
+	hs5 := raftpb.HardState{Term: 3, Vote: 2, Commit: hs3.Commit}
+	if !s.ChangesVote(hs5) {
+		t.Fatalf("ChangesVote(%+v) = false over %+v", hs5, hs4)
+	}
+	set(hs5, 4, hs5)
+	hs6 := raftpb.HardState{Term: 3, Vote: 2, Commit: hs5.Commit + 10}
+	set(hs6, 4, hs5)
+	if s.ChangesVote(raftpb.HardState{}) {
+		t.Fatal("ChangesVote of the empty HardState")
+	}
+	// Going back from the latest (not the saved) commit index is refused,
+	// and nothing is recorded.
+	back := raftpb.HardState{Term: 3, Vote: 2, Commit: hs6.Commit - 1}
+	if err := s.SetHardState(back); !errors.Is(err, ErrOutOfOrder) || s.HardState() != hs6 || *writes != 4 {
+		t.Fatalf("SetHardState(%+v) after %+v: %v, HardState() %+v, %d writes; want ErrOutOfOrder, nothing recorded", back, hs6, err, s.HardState(), *writes)
+	}
+
+	// Reopened without SaveHardState (a crash), it has the saved
+	// HardState: the latest term and vote, a commit index behind, and the
+	// configuration as of that commit index (voter 3; voter
+	// CommitSaveInterval+5 only comes with raft's entries after it).
+	closeLedger(t, l)
+	s, l, writes = stateWrites(t, fsys)
+	defer closeLedger(t, l)
+	hs, cs, err := s.InitialState()
+	if err != nil || hs != hs5 || s.HardState() != hs5 || !slices.Equal(cs.Voters, []uint64{3}) {
+		t.Fatalf("after reopen: InitialState %+v, %+v, %v, HardState() %+v; want %+v, voters [3]", hs, cs, err, s.HardState(), hs5)
+	}
+	checkSaved(t, hs, hs6, hs5.Commit)
+	if last, err := s.LastIndex(); last != n || err != nil {
+		t.Fatalf("after reopen: LastIndex %d, %v; want %d", last, err, n)
+	}
+	// Raft learns the commit index again: a commit-only change.
+	set(hs6, 0, hs5)
+	if _, cs, err := s.InitialState(); err != nil || !slices.Equal(cs.Voters, []uint64{3, CommitSaveInterval + 5}) {
+		t.Fatalf("at commit %d: ConfState %+v, %v; want voters 3, %d", hs6.Commit, cs, err, CommitSaveInterval+5)
+	}
+}
+
+// TestSaveHardState: SaveHardState writes the latest HardState when it
+// differs from the saved one, and is a no-op otherwise; the next
+// commit-only write is CommitSaveInterval past what it saved; a reopened
+// Storage has the latest HardState exactly; a failed write fails the
+// Storage for good.
+func TestSaveHardState(t *testing.T) {
+	fsys := vfs.NewMem()
+	path := filepath.Join(dataDir, StateFileName)
+	s, l, writes := stateWrites(t, fsys)
+	save := func(wantWrites int, wantFile raftpb.HardState) {
+		t.Helper()
+		if err := s.SaveHardState(); err != nil {
+			t.Fatalf("SaveHardState: %v", err)
+		}
+		if got := savedState(t, fsys, dataDir); *writes != wantWrites || got != wantFile {
+			t.Fatalf("after SaveHardState: %d writes, file %+v; want %d, %+v", *writes, got, wantWrites, wantFile)
+		}
+	}
+	// Nothing set: nothing to write, no file.
+	save(0, raftpb.HardState{})
+	if _, err := fsys.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("SaveHardState of an empty Storage created the file: %v", err)
+	}
+	const n = CommitSaveInterval + 20
+	appendLong(t, s, n, 3, 7)
+	setHS := func(hs raftpb.HardState) {
+		t.Helper()
+		if err := s.SetHardState(hs); err != nil {
+			t.Fatalf("SetHardState(%+v): %v", hs, err)
+		}
+	}
+	hs1 := raftpb.HardState{Term: 2, Vote: 1, Commit: 1}
+	setHS(hs1)
+	save(1, hs1) // saved is the latest: no-op
+	hs2 := raftpb.HardState{Term: 2, Vote: 1, Commit: 5}
+	setHS(hs2)
+	save(2, hs2)
+	save(2, hs2) // again: no-op
+	// The interval counts from the commit index SaveHardState wrote (5),
+	// not from the last term or vote change (1).
+	setHS(raftpb.HardState{Term: 2, Vote: 1, Commit: 4 + CommitSaveInterval})
+	if got := savedState(t, fsys, dataDir); *writes != 2 || got != hs2 {
+		t.Fatalf("commit %d, %d past the saved one: %d writes, file %+v; want it unwritten", 4+CommitSaveInterval, CommitSaveInterval-1, *writes, got)
+	}
+	hs3 := raftpb.HardState{Term: 2, Vote: 1, Commit: 5 + CommitSaveInterval}
+	setHS(hs3)
+	if got := savedState(t, fsys, dataDir); *writes != 3 || got != hs3 {
+		t.Fatalf("commit %d, CommitSaveInterval past the saved one: %d writes, file %+v; want it written", hs3.Commit, *writes, got)
+	}
+	save(3, hs3)
+	// A clean stop: the reopened Storage has the latest HardState exactly,
+	// and the configuration as of its commit index.
+	hs4 := raftpb.HardState{Term: 2, Vote: 1, Commit: n}
+	setHS(hs4)
+	save(4, hs4)
+	closeLedger(t, l)
+	s, l, writes = stateWrites(t, fsys)
+	defer func() { _ = l.Close() }()
+	if hs, cs, err := s.InitialState(); err != nil || hs != hs4 || !slices.Equal(cs.Voters, []uint64{3, 7}) {
+		t.Fatalf("after SaveHardState and reopen: InitialState %+v, %+v, %v; want %+v, voters [3 7]", hs, cs, err, hs4)
+	}
+	save(0, hs4) // nothing new
+
+	// A failed write fails the Storage for good and leaves the file as it
+	// was. A commit-only SetHardState does no I/O, so it cannot fail.
+	if err := s.Append([]raftpb.Entry{{Term: 2, Index: n + 1}}); err != nil {
+		t.Fatal(err)
+	}
+	fsys.FailSyncsAfter(0, syscall.EIO)
+	hs5 := raftpb.HardState{Term: 2, Vote: 1, Commit: n + 1}
+	setHS(hs5)
+	if err := s.SaveHardState(); !errors.Is(err, ErrFailed) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("SaveHardState on a failing disk: %v; want ErrFailed wrapping EIO", err)
+	}
+	fsys.ClearFaults()
+	if err := s.SaveHardState(); !errors.Is(err, ErrFailed) {
+		t.Fatalf("SaveHardState after a failure: %v; want sticky ErrFailed", err)
+	}
+	if _, _, err := s.InitialState(); !errors.Is(err, ErrFailed) {
+		t.Fatalf("InitialState after a failure: %v; want ErrFailed", err)
+	}
+	if got := savedState(t, fsys, dataDir); got != hs4 {
+		t.Fatalf("after the failed write the file holds %+v; want %+v", got, hs4)
 	}
 }

@@ -105,8 +105,13 @@ type Node struct {
 	// checkConfLeaves has yet to compare with the durable entries.
 	confLeaves []ids.Seqno
 
-	isPrimaryFlag atomic.Bool
-	forceSign     atomic.Bool
+	// primaryTerm is primaryView, readable without orderMu (0: not
+	// primary).
+	primaryTerm atomic.Uint64
+	forceSign   atomic.Bool
+	// chunksCommitted is the seqno the ledger's chunks are committed to
+	// (loop goroutine only).
+	chunksCommitted ids.Seqno
 	// applied is raft's commit index as applied to this node's state.
 	applied atomic.Uint64
 
@@ -429,6 +434,7 @@ func (n *Node) replay() error {
 	if err := n.ledger.SetCommitted(sig); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
+	n.chunksCommitted = sig
 	if _, ok := n.store.Begin().Get(app.ServiceInfoTable, serviceInfoKey); ok {
 		var err error
 		if n.serviceCert, err = n.readServiceCert(); err != nil {

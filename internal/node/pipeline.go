@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/raft/v3"
+
 	"github.com/cocoledger/coco/internal/app"
 	"github.com/cocoledger/coco/internal/consensus"
 	"github.com/cocoledger/coco/internal/ids"
@@ -253,6 +255,7 @@ func (n *Node) drive(forceSign bool) error {
 			n.metrics.observeSync(n.clock.Now().Sub(start), durable-before)
 		}
 		n.durable.Store(durable)
+		n.fastCommit()
 	}
 	return n.checkConfLeaves()
 }
@@ -317,14 +320,51 @@ func (n *Node) onCommit(commit uint64) {
 	if refresh {
 		n.refreshPeers()
 	}
-	if uint64(sig) > n.committed.Load() {
-		n.committed.Store(uint64(sig))
+	n.raiseCommitted(sig)
+	if sig > n.chunksCommitted {
 		if err := n.ledger.SetCommitted(sig); err != nil {
 			n.fail(err)
 			return
 		}
+		n.chunksCommitted = sig
 	}
 	n.broadcastCommit()
+}
+
+// raiseCommitted advances the commit point to the signature at sig, if
+// that is later, and wakes the waiters.
+func (n *Node) raiseCommitted(sig ids.Seqno) {
+	for {
+		cur := n.committed.Load()
+		if uint64(sig) <= cur {
+			return
+		}
+		if n.committed.CompareAndSwap(cur, uint64(sig)) {
+			n.broadcastCommit()
+			return
+		}
+	}
+}
+
+// fastCommit lets the primary answer its waiting clients as soon as raft's
+// commit index passes a signature, from the goroutine that stepped the
+// followers' acknowledgements, instead of when the loop, busy with the
+// next batch's fsync, hands the commit out. It holds only while this
+// node is raft's leader in the term it became primary in: then every
+// entry of its log up to raft's commit index is committed, and its
+// signature index lists exactly its log's signatures. The entries must
+// also be durable here, for receipts and reads of the ledger.
+func (n *Node) fastCommit() {
+	term := n.primaryTerm.Load()
+	if term == 0 {
+		return
+	}
+	st := n.replica.Status()
+	if st.Role != raft.StateLeader || st.Term != term {
+		return
+	}
+	c := min(st.Commit, uint64(n.ledger.DurableSeqno()))
+	n.raiseCommitted(n.sigs.lastAtOrBefore(ids.Seqno(c)))
 }
 
 // onRoleChange is the replica's OnRoleChange. A new primary adopts every
@@ -346,7 +386,7 @@ func (n *Node) onRoleChange(leader bool, term uint64) {
 		n.confLeaves = nil
 		err = n.rollbackTo(ids.Seqno(n.applied.Load()))
 	}
-	n.isPrimaryFlag.Store(n.primaryView != 0)
+	n.primaryTerm.Store(uint64(n.primaryView))
 	refresh := n.peersStale
 	n.peersStale = false
 	n.orderMu.Unlock()
@@ -362,7 +402,7 @@ func (n *Node) onRoleChange(leader bool, term uint64) {
 	n.signalLoop()
 }
 
-func (n *Node) isPrimary() bool { return n.isPrimaryFlag.Load() }
+func (n *Node) isPrimary() bool { return n.primaryTerm.Load() != 0 }
 
 func (n *Node) broadcastCommit() {
 	next := make(chan struct{})
@@ -422,7 +462,9 @@ func (n *Node) txStatus(id ids.TxID) ids.TxStatus {
 	if id.Seqno == 0 {
 		return ids.StatusUnknown
 	}
-	applied := ids.Seqno(n.applied.Load())
+	// A signature-committed seqno is raft-committed too (the primary
+	// learns it before the loop hands it out: fastCommit).
+	applied := ids.Seqno(max(n.applied.Load(), n.committed.Load()))
 	if probe := min(id.Seqno, applied); probe > 0 && n.views.viewAt(probe) > id.View {
 		return ids.StatusInvalid
 	}

@@ -108,6 +108,7 @@ func (n *Node) startReplica(opts Options, nodeLn net.Listener, joinPeers []trans
 			return // raft retransmits
 		}
 		n.replica.Step(ctx, msgs)
+		n.fastCommit()
 		n.signalLoop()
 	}
 	var err error
