@@ -3,6 +3,7 @@ module github.com/cocoledger/coco
 go 1.26.8
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/fxamacker/cbor/v2 v2.10.0
 	github.com/google/btree v1.1.3
 	github.com/pelletier/go-toml/v2 v2.4.3
