@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"go.etcd.io/raft/v3"
@@ -524,14 +525,24 @@ func (r *Replica) persist(rd raft.Ready) error {
 	return nil
 }
 
+func isResponse(m raftpb.Message) bool {
+	switch m.Type {
+	case raftpb.MsgAppResp, raftpb.MsgVoteResp, raftpb.MsgPreVoteResp:
+		return true
+	}
+	return false
+}
+
 // splitResponses separates the messages that acknowledge this Ready's
 // writes from the others, keeping their order within each group.
 func splitResponses(msgs []raftpb.Message) (others, responses []raftpb.Message) {
+	if !slices.ContainsFunc(msgs, isResponse) {
+		return msgs, nil // a leader's usual Ready: no copy
+	}
 	for _, m := range msgs {
-		switch m.Type {
-		case raftpb.MsgAppResp, raftpb.MsgVoteResp, raftpb.MsgPreVoteResp:
+		if isResponse(m) {
 			responses = append(responses, m)
-		default:
+		} else {
 			others = append(others, m)
 		}
 	}

@@ -26,7 +26,17 @@ var ErrBadTxID = errors.New("ids: bad transaction id")
 
 // String formats the id as "view.seqno".
 func (t TxID) String() string {
-	return strconv.FormatUint(uint64(t.View), 10) + "." + strconv.FormatUint(uint64(t.Seqno), 10)
+	var buf [41]byte
+	b, _ := t.AppendText(buf[:0])
+	return string(b)
+}
+
+// AppendText appends the text form of t, "<view>.<seqno>", to b
+// (encoding.TextAppender).
+func (t TxID) AppendText(b []byte) ([]byte, error) {
+	b = strconv.AppendUint(b, uint64(t.View), 10)
+	b = append(b, '.')
+	return strconv.AppendUint(b, uint64(t.Seqno), 10), nil
 }
 
 // IsZero reports whether t is the zero TxID.

@@ -15,6 +15,9 @@
 #                                       over all N (followers forward Puts to
 #                                       the leader); `coco sandbox --nodes N`,
 #                                       `coco bench` spread over its nodes
+#                         COCO_TO=all   coco bench --to: all (clients spread over
+#                                       the nodes; backups forward writes) or
+#                                       primary (leader-aware clients)
 #                         ETCD_ONLY=1   run etcd only (no coco build, no coco
 #                                       runs, no ratio)
 #                         CROSSCHECK=1  also run etcd's own `benchmark put` once
@@ -33,6 +36,7 @@ ROUNDS="${ROUNDS:-3}"
 CLIENTS="${CLIENTS:-64}"
 CONNS="${CONNS:-8}"           # etcd's gRPC connections (coco: one HTTP/1.1 connection per client; COCO_HTTP2=1 shares CONNS HTTP/2 ones)
 COCO_HTTP2="${COCO_HTTP2:-0}"
+COCO_TO="${COCO_TO:-all}"     # coco bench --to: all (spread; backups forward writes) or primary (leader-aware clients)
 DURATION="${DURATION:-10s}"   # in seconds ("10s"); warm-up included (both tools: 10% of it, at most 1s)
 SIZE="${SIZE:-100}"
 CROSSCHECK="${CROSSCHECK:-1}"
@@ -330,9 +334,10 @@ run_coco() { # run_coco ROUND
   s0="$(cpu_s "${node[@]}")" t0="$(now_s)"
   local proto=()
   if [ "$COCO_HTTP2" = 1 ]; then proto=(--http2 --clients-per-conn $(((CLIENTS + CONNS - 1) / CONNS))); fi
-  # coco bench spreads its clients over every node in sandbox.json.
+  # coco bench spreads its clients over every node in sandbox.json
+  # (COCO_TO=all), or sends them all to the primary (COCO_TO=primary).
   { time timeout --foreground 120 "$TMP/coco" bench --workspace "$ws" --clients "$CLIENTS" --duration "$DURATION" --size "$SIZE" \
-    "${proto[@]}" --json >"$TMP/$name.json" 2>"$TMP/$name.err"; } 2>"$TMP/$name.client_cpu"
+    --to "$COCO_TO" "${proto[@]}" --json >"$TMP/$name.json" 2>"$TMP/$name.err"; } 2>"$TMP/$name.client_cpu"
   t1="$(now_s)"
   record_cpu "$name" "$(cpu_s "${node[@]}")" "$s0" "$t0" "$t1"
   local addr i=0
@@ -380,7 +385,7 @@ cluster_note=""
 if [ "$MEMBERS" != 1 ]; then
   cluster_note=", $MEMBERS etcd members (peer TLS: $([ "$ETCD_TLS" = 1 ] && echo on || echo off))$([ "$ETCD_ONLY" = 1 ] || echo " / $MEMBERS coco nodes")"
 fi
-echo "== results: $CLIENTS clients, $SIZE-byte values, $DURATION per run (warm-up included), $ROUNDS rounds, etcd client TLS: $([ "$ETCD_TLS" = 1 ] && echo on || echo off)$cluster_note"
+echo "== results: $CLIENTS clients, $SIZE-byte values, $DURATION per run (warm-up included), $ROUNDS rounds, etcd client TLS: $([ "$ETCD_TLS" = 1 ] && echo on || echo off)$cluster_note, coco bench --to $COCO_TO"
 echo "   srv/cli = CPU cores used by the server / by the load generator during the run (2 on this machine: $(nproc))"
 if [ "$MEMBERS" != 1 ]; then echo "   srv = all $MEMBERS server processes together"; fi
 if [ "$ETCD_ONLY" = 1 ]; then
