@@ -205,47 +205,27 @@ func ParseConfig(raw []byte, baseDir string) (*Config, error) {
 }
 
 func (c *Config) applyDefaults() {
-	if c.Name == "" {
-		c.Name = "node"
-	}
-	if c.Ledger.ChunkSize == 0 {
-		c.Ledger.ChunkSize = DefaultChunkSize
-	}
-	if c.Ledger.SignatureIntervalTxs == 0 {
-		c.Ledger.SignatureIntervalTxs = DefaultSignatureIntervalTxs
-	}
-	if c.HTTP.MaxBodyBytes == 0 {
-		c.HTTP.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if c.HTTP.CommitWaitTimeoutMS == 0 {
-		c.HTTP.CommitWaitTimeoutMS = DefaultCommitWaitTimeout.Milliseconds()
-	}
-	if c.HTTP.MaxConflictRetries == 0 {
-		c.HTTP.MaxConflictRetries = DefaultMaxConflictRetries
-	}
-	if c.Attest.Platform == "" {
-		c.Attest.Platform = "virtual"
-	}
-	if c.Log.Level == "" {
-		c.Log.Level = "info"
-	}
-	if c.Log.Format == "" {
-		c.Log.Format = "json"
-	}
-	if c.Runtime.GCPercent == 0 {
-		c.Runtime.GCPercent = DefaultGCPercent
-	}
-	if c.Network.NodeAddress == "" {
-		c.Network.NodeAddress = "127.0.0.1:0"
-	}
-	if c.Consensus.TickMS == 0 {
-		c.Consensus.TickMS = DefaultTickMS
-	}
-	if c.Consensus.ElectionTicks == 0 {
-		c.Consensus.ElectionTicks = DefaultElectionTicks
-	}
-	if c.Join.TimeoutMS == 0 {
-		c.Join.TimeoutMS = DefaultJoinTimeout.Milliseconds()
+	orDefault(&c.Name, "node")
+	orDefault(&c.Ledger.ChunkSize, DefaultChunkSize)
+	orDefault(&c.Ledger.SignatureIntervalTxs, DefaultSignatureIntervalTxs)
+	orDefault(&c.HTTP.MaxBodyBytes, DefaultMaxBodyBytes)
+	orDefault(&c.HTTP.CommitWaitTimeoutMS, DefaultCommitWaitTimeout.Milliseconds())
+	orDefault(&c.HTTP.MaxConflictRetries, DefaultMaxConflictRetries)
+	orDefault(&c.Attest.Platform, "virtual")
+	orDefault(&c.Log.Level, "info")
+	orDefault(&c.Log.Format, "json")
+	orDefault(&c.Runtime.GCPercent, DefaultGCPercent)
+	orDefault(&c.Network.NodeAddress, "127.0.0.1:0")
+	orDefault(&c.Consensus.TickMS, DefaultTickMS)
+	orDefault(&c.Consensus.ElectionTicks, DefaultElectionTicks)
+	orDefault(&c.Join.TimeoutMS, DefaultJoinTimeout.Milliseconds())
+}
+
+// orDefault sets *p to def when the configuration left it unset (zero).
+func orDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/cocoledger/coco/internal/attest"
 	"github.com/cocoledger/coco/internal/crypto"
 	"github.com/cocoledger/coco/internal/ids"
+	"github.com/cocoledger/coco/internal/kv"
 	"github.com/cocoledger/coco/internal/transport"
 )
 
@@ -300,15 +301,23 @@ func (n *Node) peerList() []joinPeer {
 
 // eachNode calls fn for every entry of the nodes table, in id order.
 func (n *Node) eachNode(fn func(ids.NodeID, nodeInfo)) {
+	n.scanTable(app.NodesTable, func(key, value []byte) {
+		var ni nodeInfo
+		if json.Unmarshal(value, &ni) == nil {
+			fn(ids.NodeID(key), ni)
+		}
+	})
+}
+
+// scanTable calls fn for every entry of table in the latest state, in key
+// order, a page at a time.
+func (n *Node) scanTable(table kv.MapName, fn func(key, value []byte)) {
 	tx := n.store.Begin()
 	var from []byte
 	for {
-		items, next := tx.Scan(app.NodesTable, from, nil, 100)
+		items, next := tx.Scan(table, from, nil, 100)
 		for _, it := range items {
-			var ni nodeInfo
-			if json.Unmarshal(it.Value, &ni) == nil {
-				fn(ids.NodeID(it.Key), ni)
-			}
+			fn(it.Key, it.Value)
 		}
 		if next == nil {
 			return

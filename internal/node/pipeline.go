@@ -310,14 +310,10 @@ func (n *Node) onCommit(commit uint64) {
 		// Raft-committed states are never rolled back.
 		n.store.Compact(c)
 	}
-	refresh := n.peersStale
-	n.peersStale = false
-	n.orderMu.Unlock()
-	if err != nil {
+	if refresh := n.unlockOrder(); err != nil {
 		n.fail(err)
 		return
-	}
-	if refresh {
+	} else if refresh {
 		n.refreshPeers()
 	}
 	n.raiseCommitted(sig)
@@ -387,19 +383,23 @@ func (n *Node) onRoleChange(leader bool, term uint64) {
 		err = n.rollbackTo(ids.Seqno(n.applied.Load()))
 	}
 	n.primaryTerm.Store(uint64(n.primaryView))
-	refresh := n.peersStale
-	n.peersStale = false
-	n.orderMu.Unlock()
-	if err != nil {
+	if refresh := n.unlockOrder(); err != nil {
 		n.fail(err)
 		return
-	}
-	n.log.Info("role changed", "primary", leader, "view", term)
-	if refresh {
+	} else if refresh {
 		n.refreshPeers()
 	}
+	n.log.Info("role changed", "primary", leader, "view", term)
 	n.broadcastCommit()
 	n.signalLoop()
+}
+
+// unlockOrder releases orderMu and says whether the entries applied under
+// it changed the nodes table (the transport's peers need refreshing).
+func (n *Node) unlockOrder() (refreshPeers bool) {
+	refreshPeers, n.peersStale = n.peersStale, false
+	n.orderMu.Unlock()
+	return refreshPeers
 }
 
 func (n *Node) isPrimary() bool { return n.primaryTerm.Load() != 0 }

@@ -58,25 +58,17 @@ func (n *Node) selfMeasurement() (measurementInfo, error) {
 // chosen to accept that (docs/attestation.md).
 func (n *Node) joinPolicy() attest.Policy {
 	p := attest.Policy{Platforms: map[string]attest.PlatformPolicy{}}
-	tx := n.store.Begin()
-	var from []byte
-	for {
-		items, next := tx.Scan(app.NodeMeasurementsTable, from, nil, 100)
-		for _, it := range items {
-			var m measurementInfo
-			if json.Unmarshal(it.Value, &m) != nil {
-				continue
-			}
-			pp := p.Platforms[m.Platform]
-			pp.Measurements = append(pp.Measurements, m.Measurement)
-			pp.AllowInsecure = m.Platform == attest.PlatformVirtual
-			p.Platforms[m.Platform] = pp
+	n.scanTable(app.NodeMeasurementsTable, func(_, value []byte) {
+		var m measurementInfo
+		if json.Unmarshal(value, &m) != nil {
+			return
 		}
-		if next == nil {
-			return p
-		}
-		from = next
-	}
+		pp := p.Platforms[m.Platform]
+		pp.Measurements = append(pp.Measurements, m.Measurement)
+		pp.AllowInsecure = m.Platform == attest.PlatformVirtual
+		p.Platforms[m.Platform] = pp
+	})
+	return p
 }
 
 // listenNodes binds the node-to-node listener (none with an injected

@@ -153,14 +153,7 @@ func EncodeForwardedRequest(req *ForwardedRequest) ([]byte, error) {
 		Body:       req.Body,
 		CallerCert: req.CallerCert,
 	}
-	if err := w.check(); err != nil {
-		return nil, err
-	}
-	b, err := fwdEnc.Marshal(&w)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadForward, err)
-	}
-	return b, nil
+	return encodeStrict(&w)
 }
 
 // DecodeForwardedRequest decodes b strictly: it must be exactly what
@@ -171,13 +164,7 @@ func EncodeForwardedRequest(req *ForwardedRequest) ([]byte, error) {
 // MaxForwardWireBytes. The request does not alias b.
 func DecodeForwardedRequest(b []byte) (*ForwardedRequest, error) {
 	var w forwardRequestWire
-	if err := decodeForward(b, &w, "request"); err != nil {
-		return nil, err
-	}
-	if err := w.check(); err != nil {
-		return nil, err
-	}
-	if err := checkCanonical(b, &w); err != nil {
+	if err := decodeStrict(b, &w, "request"); err != nil {
 		return nil, err
 	}
 	return &ForwardedRequest{
@@ -207,27 +194,38 @@ func EncodeForwardedResponse(resp *ForwardedResponse) ([]byte, error) {
 		Header:  normalizeHeader(resp.Header, func(k string) bool { return !hopByHopHeaders[k] }),
 		Body:    resp.Body,
 	}
+	return encodeStrict(&w)
+}
+
+// encodeStrict checks w's field rules and encodes it.
+func encodeStrict[W interface{ check() error }](w W) ([]byte, error) {
 	if err := w.check(); err != nil {
 		return nil, err
 	}
-	b, err := fwdEnc.Marshal(&w)
+	b, err := fwdEnc.Marshal(w)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadForward, err)
 	}
 	return b, nil
 }
 
+// decodeStrict decodes b into w, checks w's field rules, and requires b to
+// be w's one encoding.
+func decodeStrict[W interface{ check() error }](b []byte, w W, what string) error {
+	if err := decodeForward(b, w, what); err != nil {
+		return err
+	}
+	if err := w.check(); err != nil {
+		return err
+	}
+	return checkCanonical(b, w)
+}
+
 // DecodeForwardedResponse decodes b under the rules of
 // DecodeForwardedRequest, for a response.
 func DecodeForwardedResponse(b []byte) (*ForwardedResponse, error) {
 	var w forwardResponseWire
-	if err := decodeForward(b, &w, "response"); err != nil {
-		return nil, err
-	}
-	if err := w.check(); err != nil {
-		return nil, err
-	}
-	if err := checkCanonical(b, &w); err != nil {
+	if err := decodeStrict(b, &w, "response"); err != nil {
 		return nil, err
 	}
 	return &ForwardedResponse{Status: int(w.Status), Header: nonNilHeader(w.Header), Body: nilIfEmpty(w.Body)}, nil
