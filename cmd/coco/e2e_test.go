@@ -276,6 +276,7 @@ func TestKill9PrimaryUnderLoad(t *testing.T) {
 			node := w % len(nodes)
 			for i := uint64(0); loadCtx.Err() == nil; i++ {
 				id := uint64(w)<<32 | i
+				started := time.Now()
 				txid, err := clients[node].LogWrite(loadCtx, client.Private, id, fmt.Sprintf("msg-%d", id), client.WriteOptions{WaitCommit: true})
 				if err != nil {
 					// The node died, or lost the primary mid-write: this
@@ -289,7 +290,9 @@ func TestKill9PrimaryUnderLoad(t *testing.T) {
 				if len(acked) >= killAfter {
 					reachedOnce.Do(func() { close(reached) })
 				}
-				if !killedAt.IsZero() {
+				// Writes resume when one sent after the kill commits (one
+				// answered just after it may have been executed before).
+				if !killedAt.IsZero() && started.After(killedAt) {
 					if sinceKill == 0 {
 						resumedAt = time.Now()
 					}
@@ -322,7 +325,7 @@ func TestKill9PrimaryUnderLoad(t *testing.T) {
 	mu.Lock()
 	pause := resumedAt.Sub(killedAt)
 	mu.Unlock()
-	t.Logf("killed primary %s after %d acknowledged writes; first write committed %v after the kill", nodes[victim].Name, killAfter, pause)
+	t.Logf("killed primary %s after %d acknowledged writes; the first write sent after the kill committed %v after it", nodes[victim].Name, killAfter, pause)
 	if pause > 5*time.Second {
 		t.Errorf("writes resumed %v after the primary was killed, want within 5s", pause)
 	}
@@ -349,7 +352,7 @@ func TestKill9PrimaryUnderLoad(t *testing.T) {
 	for _, txid := range acked {
 		maxSeqno = max(maxSeqno, txid.Seqno)
 	}
-	waitCaughtUp(t, clients[victim], maxSeqno, restartedDone)
+	waitCaughtUp(t, clients[victim], maxSeqno, restartedDone, logf.Name())
 
 	for i, c := range clients {
 		for id, txid := range acked {
@@ -386,13 +389,14 @@ func TestKill9PrimaryUnderLoad(t *testing.T) {
 
 // waitCaughtUp polls a node until it has committed seqno (bounded: a
 // minute), failing early if its process exits.
-func waitCaughtUp(t *testing.T, c *client.Client, seqno ids.Seqno, exited <-chan error) {
+func waitCaughtUp(t *testing.T, c *client.Client, seqno ids.Seqno, exited <-chan error, logPath string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
 		select {
 		case err := <-exited:
-			t.Fatalf("restarted node exited: %v", err)
+			raw, _ := os.ReadFile(logPath)
+			t.Fatalf("restarted node exited: %v; its log:\n%s", err, tailLines(string(raw), 40))
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -402,10 +406,16 @@ func waitCaughtUp(t *testing.T, c *client.Client, seqno ids.Seqno, exited <-chan
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("node did not catch up to seqno %d within a minute (at %v, %v)", seqno, last, err)
+			raw, _ := os.ReadFile(logPath)
+			t.Fatalf("node did not catch up to seqno %d within a minute (at %v, %v); its log:\n%s", seqno, last, err, tailLines(string(raw), 40))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // sameCommittedChunks checks that the committed chunk files of the nodes

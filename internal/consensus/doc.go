@@ -125,7 +125,10 @@
 //     go out first, so the followers' fsyncs overlap the leader's, and the
 //     responses (MsgAppResp, MsgVoteResp, MsgPreVoteResp) only after
 //     Append. The HardState file is written when the term or vote changes,
-//     every CommitSaveInterval committed entries, and by SaveHardState;
+//     when the commit index passes a configuration change (so a restarted
+//     node's membership, derived from the changes up to the saved commit
+//     index, is the committed one: never a stale one it could elect itself
+//     in), every CommitSaveInterval committed entries, and by SaveHardState;
 //     a commit-only change is kept in memory (the commit index is volatile
 //     in raft). So the HardState on disk is never ahead of the ledger: its
 //     commit index is at most the last durable seqno (checked by

@@ -390,8 +390,10 @@ func (s *Storage) appendLocked(entries []raftpb.Entry) error {
 // SetHardState records hs, making it durable (vfs.WriteFileAtomic: the
 // file holds the old or the new state after a crash, never a mix) before it
 // returns when its term or vote changed. A change of the commit index alone
-// is kept in memory and written with the next term or vote change, or once
-// it is CommitSaveInterval entries ahead, or by SaveHardState: the commit
+// is kept in memory and written with the next term or vote change, or when
+// it commits a configuration change (the membership a restarted node
+// derives must be the committed one), or once it is CommitSaveInterval
+// entries ahead, or by SaveHardState: the commit
 // index is volatile state in raft (a restarted node learns it again from
 // the leader), and writing it on every Ready would cost two fsyncs per
 // batch. So the saved commit index may lag, never lead: a node restarts
@@ -418,7 +420,7 @@ func (s *Storage) setHardStateLocked(hs raftpb.HardState) error {
 	case hs.Term < s.hs.Term || hs.Commit < s.hs.Commit:
 		return fmt.Errorf("%w: HardState (term %d, commit %d) goes back from (term %d, commit %d)", ErrOutOfOrder, hs.Term, hs.Commit, s.hs.Term, s.hs.Commit)
 	}
-	if !s.ChangesVote(hs) && hs.Commit-s.saved.Commit < CommitSaveInterval {
+	if !s.ChangesVote(hs) && hs.Commit-s.saved.Commit < CommitSaveInterval && !s.commitsConfChange(hs.Commit) {
 		s.mu.Lock()
 		s.hs = hs
 		s.mu.Unlock()
@@ -431,6 +433,18 @@ func (s *Storage) setHardStateLocked(hs raftpb.HardState) error {
 	s.hs, s.saved = hs, hs
 	s.mu.Unlock()
 	return nil
+}
+
+// commitsConfChange reports whether a configuration change lies between
+// the saved commit index and commit: the saved commit index must cover
+// every committed configuration change, since a restarted node takes its
+// membership from the changes up to it (InitialState) — a node restarting
+// with a stale membership could elect itself alone. Called by a writer.
+func (s *Storage) commitsConfChange(commit uint64) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	i := sort.Search(len(s.confs), func(i int) bool { return s.confs[i].index > s.saved.Commit })
+	return i < len(s.confs) && s.confs[i].index <= commit
 }
 
 // CommitSaveInterval bounds how far the saved commit index lags: when the

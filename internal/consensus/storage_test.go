@@ -29,7 +29,8 @@ type model struct {
 	commit uint64
 	// saved is what the Storage's HardState file must hold: the latest
 	// HardState as of the last change of term or vote, or of a commit
-	// index CommitSaveInterval beyond the saved one, or of SaveHardState.
+	// index passing a configuration change or CommitSaveInterval beyond
+	// the saved one, or of SaveHardState.
 	saved raftpb.HardState
 	// voteCommit is the commit index of the last HardState set that
 	// changed the term or vote: the saved commit index is at least that.
@@ -88,7 +89,7 @@ func (m *model) setHardState(t testing.TB, s *Storage, hs raftpb.HardState) {
 	}
 	if hs.Term != m.saved.Term || hs.Vote != m.saved.Vote {
 		m.saved, m.voteCommit = hs, hs.Commit
-	} else if hs.Commit-m.saved.Commit >= CommitSaveInterval {
+	} else if hs.Commit-m.saved.Commit >= CommitSaveInterval || m.confChangeIn(m.saved.Commit, hs.Commit) {
 		m.saved = hs
 	}
 	_ = m.ms.SetHardState(hs)
@@ -97,25 +98,40 @@ func (m *model) setHardState(t testing.TB, s *Storage, hs raftpb.HardState) {
 	}
 }
 
-// commitOnly appends an entry if the whole log is committed, and then
-// advances the commit index alone to the end of the log: the HardState of
-// a Ready that commits entries, which is not written.
+// commitOnly advances the commit index alone to the end of the log (the
+// HardState of a Ready that commits entries, written if that passes a
+// configuration change), and then appends an entry that is no
+// configuration change and commits it alone: that HardState is not
+// written, so the saved one is behind the latest.
 func (m *model) commitOnly(t testing.TB, s *Storage) {
 	t.Helper()
 	hs := m.hardState()
 	if raft.IsEmptyHardState(hs) {
 		t.Fatal("commitOnly before any HardState")
 	}
-	if m.commit == m.last() {
-		ents := randEntries(m.rng, m.term, m.last()+1, 1)
-		if err := s.Append(ents); err != nil {
-			t.Fatal(err)
-		}
-		_ = m.ms.Append(ents)
-	}
 	m.commit = m.last()
 	hs.Commit = m.commit
 	m.setHardState(t, s, hs)
+	ents := []raftpb.Entry{txEntry(m.rng, ledger.KindTx, m.term, m.last()+1)}
+	if err := s.Append(ents); err != nil {
+		t.Fatal(err)
+	}
+	_ = m.ms.Append(ents)
+	m.commit = m.last()
+	hs.Commit = m.commit
+	m.setHardState(t, s, hs)
+}
+
+// confChangeIn says whether a configuration change of the log has its
+// index in (from, to]: a commit-only change from commit index from to to
+// then writes the HardState file.
+func (m *model) confChangeIn(from, to uint64) bool {
+	for _, e := range m.log() {
+		if e.Type == raftpb.EntryConfChangeV2 && e.Index > from && e.Index <= to {
+			return true
+		}
+	}
+	return false
 }
 
 // log returns the oracle's whole log.
@@ -153,6 +169,11 @@ func checkState(t testing.TB, s *Storage, m *model, reopened bool) {
 	if reopened {
 		want = m.saved
 		checkSaved(t, want, m.hardState(), m.voteCommit)
+		// The saved commit index covers every committed configuration
+		// change: a restart has the committed membership.
+		if saved, latest := m.wantVoters(want.Commit), m.wantVoters(m.hardState().Commit); !slices.Equal(saved, latest) {
+			t.Fatalf("saved HardState %+v gives voters %v; the latest %+v gives %v", want, saved, m.hardState(), latest)
+		}
 	}
 	hs, cs, err := s.InitialState()
 	if err != nil || hs != want || s.HardState() != want {
@@ -281,7 +302,8 @@ func TestStorageCrash(t *testing.T) {
 		var writes bool // whether the operation writes the HardState file
 		if isHard {
 			hs = m.nextHardState()
-			writes = hs != hsBefore && (hs.Term != savedBefore.Term || hs.Vote != savedBefore.Vote || hs.Commit-savedBefore.Commit >= CommitSaveInterval)
+			writes = hs != hsBefore && (hs.Term != savedBefore.Term || hs.Vote != savedBefore.Vote ||
+				hs.Commit-savedBefore.Commit >= CommitSaveInterval || m.confChangeIn(savedBefore.Commit, hs.Commit))
 			opErr = s.SetHardState(hs)
 			if !writes && (opErr != nil || s.HardState() != hs) {
 				t.Fatalf("seed %d: SetHardState(%+v) over %+v (saved %+v): %v, HardState() %+v; want it recorded in memory, with no I/O to fail", seed, hs, hsBefore, savedBefore, opErr, s.HardState())
@@ -313,8 +335,20 @@ func TestStorageCrash(t *testing.T) {
 		if gotHS.Commit > last {
 			t.Fatalf("seed %d: HardState commit %d ahead of the log (%d)", seed, gotHS.Commit, last)
 		}
-		if hs, _, err := s2.InitialState(); err != nil || hs != gotHS {
-			t.Fatalf("seed %d: InitialState %+v, %v; HardState() %+v", seed, hs, err, gotHS)
+		hs2, cs2, err := s2.InitialState()
+		if err != nil || hs2 != gotHS {
+			t.Fatalf("seed %d: InitialState %+v, %v; HardState() %+v", seed, hs2, err, gotHS)
+		}
+		// Unless the operation failed, the restart has the membership of
+		// the latest commit index (the committed part of the log is as
+		// before: the model's log).
+		if latest := hsBefore; opErr == nil {
+			if isHard {
+				latest = hs
+			}
+			if want := m.wantVoters(latest.Commit); !slices.Equal(cs2.Voters, want) {
+				t.Fatalf("seed %d: after the crash voters %v (HardState %+v); want %v, those of the latest %+v", seed, cs2.Voters, gotHS, want, latest)
+			}
 		}
 		if isHard {
 			if !slices.EqualFunc(got, before, sameEntry) {
@@ -713,10 +747,11 @@ func appendLong(t *testing.T, s *Storage, n uint64, voters ...uint64) {
 }
 
 // TestSetHardStateCommitOnly: SetHardState writes the HardState file when
-// the term or the vote changes, or when the commit index is
-// CommitSaveInterval beyond the saved one; a change of the commit index
-// alone below that leaves the file untouched (HardState reports it), and a
-// reopened Storage starts from the file.
+// the term or the vote changes, or when the commit index passes a
+// configuration change or is CommitSaveInterval beyond the saved one; any
+// other change of the commit index alone leaves the file untouched
+// (HardState reports it), and a reopened Storage starts from the file,
+// with the membership of the latest commit index.
 func TestSetHardStateCommitOnly(t *testing.T) {
 	fsys := vfs.NewMem()
 	s, l, writes := stateWrites(t, fsys)
@@ -746,67 +781,82 @@ func TestSetHardStateCommitOnly(t *testing.T) {
 	// A vote (the term and the vote change): written.
 	hs1 := raftpb.HardState{Term: 2, Vote: 1, Commit: 1}
 	set(hs1, 1, hs1)
+	// The commit index alone, short of the configuration change at 3: not
+	// written.
+	set(raftpb.HardState{Term: 2, Vote: 1, Commit: 2}, 1, hs1)
+	// Passing it (up to it included): written.
+	hsConf := raftpb.HardState{Term: 2, Vote: 1, Commit: 3}
+	if s.ChangesVote(hsConf) {
+		t.Fatalf("ChangesVote(%+v) over %+v", hsConf, hs1)
+	}
+	set(hsConf, 2, hsConf)
 	// The commit index alone, up to CommitSaveInterval-1 past the saved
-	// one: not written.
-	for _, c := range []uint64{2, 3, 500, CommitSaveInterval} {
+	// one, with no configuration change past it (the one at the saved
+	// commit index is covered): not written.
+	for _, c := range []uint64{4, 5, 500, 2 + CommitSaveInterval} {
 		hs := raftpb.HardState{Term: 2, Vote: 1, Commit: c}
 		if s.ChangesVote(hs) {
-			t.Fatalf("ChangesVote(%+v) over %+v", hs, hs1)
+			t.Fatalf("ChangesVote(%+v) over %+v", hs, hsConf)
 		}
-		set(hs, 1, hs1)
+		set(hs, 2, hsConf)
 	}
 	// An unchanged or empty HardState: nothing.
-	set(raftpb.HardState{Term: 2, Vote: 1, Commit: CommitSaveInterval}, 1, hs1)
-	if err := s.SetHardState(raftpb.HardState{}); err != nil || *writes != 1 {
+	set(raftpb.HardState{Term: 2, Vote: 1, Commit: 2 + CommitSaveInterval}, 2, hsConf)
+	if err := s.SetHardState(raftpb.HardState{}); err != nil || *writes != 2 {
 		t.Fatalf("SetHardState of the empty HardState: %v, %d writes", err, *writes)
 	}
 	// CommitSaveInterval past the saved commit index: written.
-	hs2 := raftpb.HardState{Term: 2, Vote: 1, Commit: 1 + CommitSaveInterval}
-	set(hs2, 2, hs2)
-	hs3 := raftpb.HardState{Term: 2, Vote: 1, Commit: 2 + CommitSaveInterval}
-	set(hs3, 2, hs2)
+	hs2 := raftpb.HardState{Term: 2, Vote: 1, Commit: 3 + CommitSaveInterval}
+	set(hs2, 3, hs2)
+	hs3 := raftpb.HardState{Term: 2, Vote: 1, Commit: 4 + CommitSaveInterval}
+	set(hs3, 3, hs2)
 	// A new term, whatever the commit index: written. A vote in it too.
 	hs4 := raftpb.HardState{Term: 3, Commit: hs3.Commit}
 	if !s.ChangesVote(hs4) {
 		t.Fatalf("ChangesVote(%+v) = false over %+v", hs4, hs3)
 	}
-	set(hs4, 3, hs4)
+	set(hs4, 4, hs4)
 	hs5 := raftpb.HardState{Term: 3, Vote: 2, Commit: hs3.Commit}
 	if !s.ChangesVote(hs5) {
 		t.Fatalf("ChangesVote(%+v) = false over %+v", hs5, hs4)
 	}
-	set(hs5, 4, hs5)
+	set(hs5, 5, hs5)
+	// The commit index alone, passing the configuration change at
+	// CommitSaveInterval+5 well within the interval: written.
 	hs6 := raftpb.HardState{Term: 3, Vote: 2, Commit: hs5.Commit + 10}
-	set(hs6, 4, hs5)
+	set(hs6, 6, hs6)
+	hs7 := raftpb.HardState{Term: 3, Vote: 2, Commit: hs6.Commit + 1}
+	set(hs7, 6, hs6)
 	if s.ChangesVote(raftpb.HardState{}) {
 		t.Fatal("ChangesVote of the empty HardState")
 	}
 	// Going back from the latest (not the saved) commit index is refused,
 	// and nothing is recorded.
-	back := raftpb.HardState{Term: 3, Vote: 2, Commit: hs6.Commit - 1}
-	if err := s.SetHardState(back); !errors.Is(err, ErrOutOfOrder) || s.HardState() != hs6 || *writes != 4 {
-		t.Fatalf("SetHardState(%+v) after %+v: %v, HardState() %+v, %d writes; want ErrOutOfOrder, nothing recorded", back, hs6, err, s.HardState(), *writes)
+	back := raftpb.HardState{Term: 3, Vote: 2, Commit: hs7.Commit - 1}
+	if err := s.SetHardState(back); !errors.Is(err, ErrOutOfOrder) || s.HardState() != hs7 || *writes != 6 {
+		t.Fatalf("SetHardState(%+v) after %+v: %v, HardState() %+v, %d writes; want ErrOutOfOrder, nothing recorded", back, hs7, err, s.HardState(), *writes)
 	}
 
 	// Reopened without SaveHardState (a crash), it has the saved
-	// HardState: the latest term and vote, a commit index behind, and the
-	// configuration as of that commit index (voter 3; voter
-	// CommitSaveInterval+5 only comes with raft's entries after it).
+	// HardState: the latest term and vote, a commit index behind, and yet
+	// the configuration of the latest commit index (voters 3 and
+	// CommitSaveInterval+5).
+	wantVoters := []uint64{3, CommitSaveInterval + 5}
 	closeLedger(t, l)
 	s, l, writes = stateWrites(t, fsys)
 	defer closeLedger(t, l)
 	hs, cs, err := s.InitialState()
-	if err != nil || hs != hs5 || s.HardState() != hs5 || !slices.Equal(cs.Voters, []uint64{3}) {
-		t.Fatalf("after reopen: InitialState %+v, %+v, %v, HardState() %+v; want %+v, voters [3]", hs, cs, err, s.HardState(), hs5)
+	if err != nil || hs != hs6 || s.HardState() != hs6 || !slices.Equal(cs.Voters, wantVoters) {
+		t.Fatalf("after reopen: InitialState %+v, %+v, %v, HardState() %+v; want %+v, voters %v", hs, cs, err, s.HardState(), hs6, wantVoters)
 	}
-	checkSaved(t, hs, hs6, hs5.Commit)
+	checkSaved(t, hs, hs7, hs5.Commit)
 	if last, err := s.LastIndex(); last != n || err != nil {
 		t.Fatalf("after reopen: LastIndex %d, %v; want %d", last, err, n)
 	}
 	// Raft learns the commit index again: a commit-only change.
-	set(hs6, 0, hs5)
-	if _, cs, err := s.InitialState(); err != nil || !slices.Equal(cs.Voters, []uint64{3, CommitSaveInterval + 5}) {
-		t.Fatalf("at commit %d: ConfState %+v, %v; want voters 3, %d", hs6.Commit, cs, err, CommitSaveInterval+5)
+	set(hs7, 0, hs6)
+	if _, cs, err := s.InitialState(); err != nil || !slices.Equal(cs.Voters, wantVoters) {
+		t.Fatalf("at commit %d: ConfState %+v, %v; want voters %v", hs7.Commit, cs, err, wantVoters)
 	}
 }
 
@@ -834,6 +884,8 @@ func TestSaveHardState(t *testing.T) {
 		t.Fatalf("SaveHardState of an empty Storage created the file: %v", err)
 	}
 	const n = CommitSaveInterval + 20
+	// The configuration changes (at 3 and 7) are committed with the vote,
+	// so no commit-only change below passes one.
 	appendLong(t, s, n, 3, 7)
 	setHS := func(hs raftpb.HardState) {
 		t.Helper()
@@ -841,20 +893,23 @@ func TestSaveHardState(t *testing.T) {
 			t.Fatalf("SetHardState(%+v): %v", hs, err)
 		}
 	}
-	hs1 := raftpb.HardState{Term: 2, Vote: 1, Commit: 1}
+	hs1 := raftpb.HardState{Term: 2, Vote: 1, Commit: 7}
 	setHS(hs1)
 	save(1, hs1) // saved is the latest: no-op
-	hs2 := raftpb.HardState{Term: 2, Vote: 1, Commit: 5}
+	hs2 := raftpb.HardState{Term: 2, Vote: 1, Commit: 9}
 	setHS(hs2)
+	if got := savedState(t, fsys, dataDir); *writes != 1 || got != hs1 {
+		t.Fatalf("commit %d: %d writes, file %+v; want it unwritten", hs2.Commit, *writes, got)
+	}
 	save(2, hs2)
 	save(2, hs2) // again: no-op
-	// The interval counts from the commit index SaveHardState wrote (5),
-	// not from the last term or vote change (1).
-	setHS(raftpb.HardState{Term: 2, Vote: 1, Commit: 4 + CommitSaveInterval})
+	// The interval counts from the commit index SaveHardState wrote (9),
+	// not from the last term or vote change (7).
+	setHS(raftpb.HardState{Term: 2, Vote: 1, Commit: 8 + CommitSaveInterval})
 	if got := savedState(t, fsys, dataDir); *writes != 2 || got != hs2 {
-		t.Fatalf("commit %d, %d past the saved one: %d writes, file %+v; want it unwritten", 4+CommitSaveInterval, CommitSaveInterval-1, *writes, got)
+		t.Fatalf("commit %d, %d past the saved one: %d writes, file %+v; want it unwritten", 8+CommitSaveInterval, CommitSaveInterval-1, *writes, got)
 	}
-	hs3 := raftpb.HardState{Term: 2, Vote: 1, Commit: 5 + CommitSaveInterval}
+	hs3 := raftpb.HardState{Term: 2, Vote: 1, Commit: 9 + CommitSaveInterval}
 	setHS(hs3)
 	if got := savedState(t, fsys, dataDir); *writes != 3 || got != hs3 {
 		t.Fatalf("commit %d, CommitSaveInterval past the saved one: %d writes, file %+v; want it written", hs3.Commit, *writes, got)
@@ -893,5 +948,88 @@ func TestSaveHardState(t *testing.T) {
 	}
 	if got := savedState(t, fsys, dataDir); got != hs4 {
 		t.Fatalf("after the failed write the file holds %+v; want %+v", got, hs4)
+	}
+}
+
+// TestRestartNeverShrinksMembership: a node bootstrapped alone, then
+// joined by two voters whose configuration changes it commits with
+// commit-only HardStates, restarts after a crash (no SaveHardState) with
+// all three voters, whatever commit indices raft handed it. With the
+// commit index saved lazily it restarted with the membership of a stale
+// commit index, the lone bootstrap voter, and elected itself alone.
+func TestRestartNeverShrinksMembership(t *testing.T) {
+	const last = 9
+	// votersAt is the membership as of commit index c: voter 1 (the
+	// bootstrap entry at 1), 2 added at 3, 3 added at 6.
+	votersAt := func(c uint64) []uint64 {
+		switch {
+		case c >= 6:
+			return []uint64{1, 2, 3}
+		case c >= 3:
+			return []uint64{1, 2}
+		}
+		return []uint64{1}
+	}
+	for i, commits := range [][]uint64{
+		{last},
+		{2, 3, 4, 5, 6, 7, 8, last},
+		{4, 5, 8},
+		{3, 5, 6, last},
+	} {
+		rng := seeded(uint64(300 + i))
+		fsys := vfs.NewMem()
+		s, l := open(t, fsys, dataDir, 1024)
+		if err := s.Bootstrap(1); err != nil {
+			t.Fatal(err)
+		}
+		// An election in term 2: a vote, written.
+		if err := s.SetHardState(raftpb.HardState{Term: 2, Vote: 1, Commit: 1}); err != nil {
+			t.Fatal(err)
+		}
+		ents := []raftpb.Entry{
+			txEntry(rng, ledger.KindTx, 2, 2),
+			addVoter(2, 3, 2),
+			txEntry(rng, ledger.KindTx, 2, 4),
+			txEntry(rng, ledger.KindSignature, 2, 5),
+			addVoter(2, 6, 3),
+			txEntry(rng, ledger.KindTx, 2, 7),
+			txEntry(rng, ledger.KindTx, 2, 8),
+			txEntry(rng, ledger.KindSignature, 2, last),
+		}
+		if err := s.Append(ents); err != nil {
+			t.Fatal(err)
+		}
+		lagged := false
+		for _, c := range commits {
+			// Raft commits entries: the same term and vote, a new commit
+			// index.
+			hs := raftpb.HardState{Term: 2, Vote: 1, Commit: c}
+			if s.ChangesVote(hs) {
+				t.Fatalf("case %d: ChangesVote(%+v)", i, hs)
+			}
+			if err := s.SetHardState(hs); err != nil {
+				t.Fatalf("case %d: SetHardState(%+v): %v", i, hs, err)
+			}
+			// kill -9 now: the restart has the membership of commit c.
+			saved := savedState(t, fsys, dataDir)
+			lagged = lagged || saved.Commit < c
+			s2, l2 := open(t, fsys.Crash(rng), dataDir, 1024)
+			got, cs, err := s2.InitialState()
+			if err != nil || got != saved || !slices.Equal(cs.Voters, votersAt(c)) || len(cs.Learners)+len(cs.VotersOutgoing) > 0 {
+				t.Fatalf("case %d: restarted at commit %d: InitialState %+v, %+v, %v; want %+v, voters %v", i, c, got, cs, err, saved, votersAt(c))
+			}
+			checkSaved(t, got, hs, 1)
+			_ = l2.Close()
+		}
+		if len(commits) > 1 && !lagged {
+			t.Errorf("case %d: the saved commit index never lagged; the test wants the lazy saves", i)
+		}
+		// Reopened without SaveHardState: all three voters.
+		closeLedger(t, l)
+		s, l = open(t, fsys, dataDir, 1024)
+		if _, cs, err := s.InitialState(); err != nil || !slices.Equal(cs.Voters, []uint64{1, 2, 3}) {
+			t.Fatalf("case %d: reopened after commits %v without SaveHardState: ConfState %+v, %v; want voters [1 2 3]", i, commits, cs, err)
+		}
+		closeLedger(t, l)
 	}
 }
