@@ -3,6 +3,7 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cocoledger/coco/client"
+	"github.com/cocoledger/coco/internal/attest"
 	"github.com/cocoledger/coco/internal/ids"
 	"github.com/cocoledger/coco/internal/node"
 	"github.com/cocoledger/coco/internal/transport"
@@ -372,5 +374,60 @@ func TestClusterBackupDiskFull(t *testing.T) {
 	c.eventually("the healthy backup to commit", func() bool { return healthy.node.CommittedSeqno() >= last.Seqno })
 	if got, err := healthy.client("user0").TxStatus(ctx, last); err != nil || got != client.StatusCommitted {
 		t.Fatalf("%s on the healthy nodes: %s, %v", last, got, err)
+	}
+}
+
+// TestClusterJoinRequestsAreChecked sends /node/join requests that must be
+// refused before anything is recorded: no client certificate, malformed
+// JSON, bad addresses, evidence that is not a bundle, and a well-formed
+// virtual bundle that binds another key (the caller's certificate is not
+// the key the evidence vouches for). The service keeps one node.
+func TestClusterJoinRequestsAreChecked(t *testing.T) {
+	c := newCluster(t, 1, "")
+	s := c.nodes[0]
+	bundleFor := func(reportData []byte) string {
+		var rd attest.ReportData
+		copy(rd[:], reportData)
+		p, err := attest.New(attest.PlatformVirtual)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := p.Evidence(rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := b.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return base64.StdEncoding.EncodeToString(raw)
+	}
+	body := func(evidence, nodeAddr string) string {
+		return fmt.Sprintf(`{"evidence": %q, "node_address": %q, "rpc_address": "127.0.0.1:1"}`, evidence, nodeAddr)
+	}
+	for _, tc := range []struct {
+		name, who, body string
+		status          int
+		code            string
+	}{
+		{"no client certificate", "", body(bundleFor(nil), "127.0.0.1:2"), 401, "MissingClientCertificate"},
+		{"not JSON", "stranger", `{"evidence": `, 400, "InvalidInput"},
+		{"unknown field", "stranger", `{"evidence": "", "node_address": "127.0.0.1:2", "rpc_address": "127.0.0.1:1", "extra": 1}`, 400, "InvalidInput"},
+		{"bad node address", "stranger", body(bundleFor(nil), "nowhere"), 400, "InvalidInput"},
+		{"evidence is not a bundle", "stranger", body(base64.StdEncoding.EncodeToString([]byte("not cbor")), "127.0.0.1:2"), 403, "JoinRefused"},
+		{"evidence binds another key", "stranger", body(bundleFor([]byte("another key")), "127.0.0.1:2"), 403, "JoinRefused"},
+	} {
+		status, code := rawRequest(t, s, tc.who, "POST", "/node/join", tc.body)
+		if status != tc.status || code != tc.code {
+			t.Errorf("%s: %d %s, want %d %s", tc.name, status, code, tc.status, tc.code)
+		}
+	}
+	for _, want := range []string{"evidence_invalid", "report_data_mismatch"} {
+		if !strings.Contains(c.logs[0].String(), want) {
+			t.Errorf("the service did not log a %s refusal:\n%s", want, c.logs[0].String())
+		}
+	}
+	if nw, err := s.client("user0").Network(context.Background()); err != nil || len(nw.Nodes) != 1 {
+		t.Fatalf("refused joins changed the nodes table: %+v, %v", nw, err)
 	}
 }

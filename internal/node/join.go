@@ -219,7 +219,9 @@ func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	bundle, err := attest.UnmarshalBundle(req.Evidence)
-	if err == nil {
+	if err != nil {
+		err = &attest.RefusedError{Reason: attest.ReasonEvidenceInvalid, Detail: "the evidence is not an evidence bundle", Err: err}
+	} else {
 		_, err = n.joinPolicy().Admit(n.verifier, bundle, cert.PublicKey, n.clock.Now())
 	}
 	id, kerr := crypto.PublicKeyID(cert.PublicKey)
