@@ -17,6 +17,7 @@ import (
 
 	"github.com/cocoledger/coco/client"
 	"github.com/cocoledger/coco/internal/attest"
+	"github.com/cocoledger/coco/internal/consensus"
 	"github.com/cocoledger/coco/internal/ids"
 	"github.com/cocoledger/coco/internal/node"
 	"github.com/cocoledger/coco/internal/transport"
@@ -429,5 +430,57 @@ func TestClusterJoinRequestsAreChecked(t *testing.T) {
 	}
 	if nw, err := s.client("user0").Network(context.Background()); err != nil || len(nw.Nodes) != 1 {
 		t.Fatalf("refused joins changed the nodes table: %+v, %v", nw, err)
+	}
+}
+
+// TestClusterRemoveNode retires nodes through Node.RemoveNode (what
+// governance will call): a removal that would leave the active voters
+// short of a majority is refused with the reason, one that keeps a
+// working quorum goes through, and the service keeps committing.
+func TestClusterRemoveNode(t *testing.T) {
+	c := newCluster(t, 3, "")
+	ctx := context.Background()
+	p := c.primary()
+	a, b := (p+1)%3, (p+2)%3
+	primary := c.nodes[p].node
+
+	// With a isolated, removing b would leave the primary and a silent
+	// node: no working majority.
+	c.net.Isolate(c.ids[a])
+	aID := fmt.Sprintf("%016x", c.ids[a])
+	c.eventually("the primary to see the isolated node inactive", func() bool {
+		var st struct {
+			Progress map[string]struct {
+				RecentActive bool `json:"recent_active"`
+			} `json:"progress"`
+		}
+		_, err := c.nodes[p].client("").Do(ctx, "GET", "/node/consensus", nil, &st)
+		pr, ok := st.Progress[aID]
+		return err == nil && ok && !pr.RecentActive
+	})
+	err := primary.RemoveNode(ctx, c.nodes[b].node.NodeID())
+	if !errors.Is(err, consensus.ErrRemovalRefused) || !strings.Contains(err.Error(), "majority") {
+		t.Fatalf("removing a live voter while another is isolated: %v, want a refusal naming the lost majority", err)
+	}
+	c.net.Heal()
+
+	// Removing the isolated-then-healed node a keeps a quorum.
+	if err := primary.RemoveNode(ctx, c.nodes[a].node.NodeID()); err != nil {
+		t.Fatalf("remove %s: %v", c.nodes[a].cfg.Name, err)
+	}
+	c.waitMembers(2)
+	id, err := c.nodes[p].client("user0").LogWrite(ctx, client.Public, 1, "after the removal", client.WriteOptions{WaitCommit: true})
+	if err != nil {
+		t.Fatalf("write after removing a node: %v", err)
+	}
+	c.eventually("the remaining backup to commit", func() bool { return c.nodes[b].node.CommittedSeqno() >= id.Seqno })
+	nw, err := c.nodes[b].client("user0").Network(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range nw.Nodes {
+		if nd.NodeID == c.nodes[a].node.NodeID() && nd.Status != "Retired" {
+			t.Fatalf("the removed node is %q in the nodes table, want Retired", nd.Status)
+		}
 	}
 }
