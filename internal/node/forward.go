@@ -57,7 +57,7 @@ func (n *Node) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 	resp, err := n.tr.Forward(r.Context(), leader, req)
 	if err != nil {
 		writeError(w, app.Errorf(http.StatusServiceUnavailable, app.CodeServiceUnavailable,
-			"this node is a backup and could not reach the primary (raft id %016x) to execute the write: %v; retry", leader, err))
+			"this node is a backup and could not reach the primary (raft id %s) to execute the write: %v; retry", raftIDString(leader), err))
 		return
 	}
 	for _, h := range relayedHeaders {

@@ -306,7 +306,7 @@ func (n *Node) start(opts Options) error {
 		}
 	}
 	hs := n.storage.HardState()
-	n.log.Info("node opened", "node_id", n.nodeID, "raft_id", fmt.Sprintf("%016x", n.raftID), "term", hs.Term,
+	n.log.Info("node opened", "node_id", n.nodeID, "raft_id", raftIDString(n.raftID), "term", hs.Term,
 		"last_seqno", n.ledger.LastSeqno(), "committed", n.committed.Load(), "mode", [...]string{"restart", "genesis", "join"}[mode])
 	return nil
 }

@@ -248,7 +248,7 @@ func (n *Node) tickDuties() {
 	}
 	cc := raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode, NodeID: caught[0]}}}
 	if err := n.proposeConfChange(cc); err != nil && !errors.Is(err, errConfPending) {
-		n.log.Warn("could not promote a caught-up learner", "raft_id", fmt.Sprintf("%016x", caught[0]), "err", err)
+		n.log.Warn("could not promote a caught-up learner", "raft_id", raftIDString(caught[0]), "err", err)
 	}
 }
 
