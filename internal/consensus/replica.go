@@ -167,6 +167,11 @@ type Replica struct {
 	leader    bool             // leadership as of the last processed Ready (its SoftState)
 	primaryAt uint64           // term of the leadership the processed Readies show; 0 if not leader
 	err       error            // sticky: wraps ErrReplicaFailed
+
+	// pending are entries admitted by Propose and not yet handed to raft
+	// (flushLocked), all of term pendingTerm; r.last counts them.
+	pending     []raftpb.Entry
+	pendingTerm uint64
 }
 
 // NewReplica starts raft on cfg.Storage: RawNode with PreVote and
@@ -208,17 +213,21 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 		return nil, fmt.Errorf("consensus: replica %d: %w", cfg.ID, err)
 	}
 	rn, err := raft.NewRawNode(&raft.Config{
-		ID:                cfg.ID,
-		ElectionTick:      cfg.ElectionTicks,
-		HeartbeatTick:     cfg.HeartbeatTicks,
-		Storage:           cfg.Storage,
-		Applied:           hs.Commit,
-		MaxSizePerMsg:     maxSizePerMsg,
-		MaxInflightMsgs:   maxInflightMsgs,
-		PreVote:           true,
-		CheckQuorum:       true,
-		StepDownOnRemoval: true,
-		Logger:            raftLogger{lg},
+		ID:              cfg.ID,
+		ElectionTick:    cfg.ElectionTicks,
+		HeartbeatTick:   cfg.HeartbeatTicks,
+		Storage:         cfg.Storage,
+		Applied:         hs.Commit,
+		MaxSizePerMsg:   maxSizePerMsg,
+		MaxInflightMsgs: maxInflightMsgs,
+		PreVote:         true,
+		CheckQuorum:     true,
+		// Only the primary proposes, with seqnos it assigned: a follower
+		// must not pass proposals on to a leader that would give them
+		// other indices.
+		DisableProposalForwarding: true,
+		StepDownOnRemoval:         true,
+		Logger:                    raftLogger{lg},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("consensus: replica %d: start raft: %w", cfg.ID, err)
@@ -263,6 +272,13 @@ func (r *Replica) Step(_ context.Context, msgs []raftpb.Message) {
 			r.log.Warn("consensus: dropped raft message for another node", "to", m.To, "from", m.From, "type", m.Type)
 			continue
 		}
+		if m.Type == raftpb.MsgProp {
+			// Proposals are the primary's own (forwarding is disabled):
+			// entries from the network would take seqnos the kv did not
+			// assign.
+			r.log.Warn("consensus: dropped a proposal from the network", "from", m.From)
+			continue
+		}
 		if err := r.rn.Step(m); err != nil {
 			r.log.Debug("consensus: raft refused a message", "from", m.From, "type", m.Type, "err", err)
 		}
@@ -294,12 +310,51 @@ func (r *Replica) Propose(e *ledger.Entry) error {
 	if err != nil {
 		return err
 	}
-	if err := r.rn.Propose(re.Data); err != nil {
-		// A leadership transfer in progress (raft.ErrProposalDropped).
-		return &NotPrimaryError{View: re.Term, Term: st.Term, Leader: st.Lead, Err: err}
+	if len(r.pending) == 0 {
+		r.pendingTerm = st.Term
 	}
+	r.pending = append(r.pending, raftpb.Entry{Data: re.Data})
 	r.last++
 	return nil
+}
+
+// flushLocked hands the pending proposals to raft as one MsgProp: one
+// append to raft's log and one append message per follower for the lot,
+// where a proposal each would cost a message per follower each (raft sends
+// at once while its inflight window has room). ProcessReady flushes before
+// it takes a Ready, so batching adds no latency: entries wait only while
+// the loop is busy with the previous Ready, which is when they pile up.
+//
+// If leadership was lost since the entries were admitted, they are
+// dropped: the node rolls back whatever its lost term executed past the
+// commit point, and with proposal forwarding disabled raft would refuse
+// them anyway. Raft drops a leader's proposal only during a leadership
+// transfer, which Coco does not start, or when the leader is no longer
+// in the configuration, which StepDownOnRemoval makes a follower at once;
+// either way raft is no longer leader of that term, proposals fail
+// admission, and the next Ready shows the node the change of role.
+func (r *Replica) flushLocked() error {
+	if len(r.pending) == 0 {
+		return nil
+	}
+	ents := r.pending
+	r.pending = r.pending[len(r.pending):]
+	if len(r.pending) == 0 && cap(r.pending) > 4096 {
+		r.pending = nil // do not keep a burst's array
+	}
+	st := r.rn.BasicStatus()
+	var err error
+	if st.RaftState != raft.StateLeader || st.Term != r.pendingTerm {
+		err = fmt.Errorf("leadership of term %d lost", r.pendingTerm)
+	} else {
+		err = r.rn.Step(raftpb.Message{Type: raftpb.MsgProp, From: r.id, Entries: ents})
+	}
+	clear(ents) // raft copied the entries; do not pin their data
+	if err != nil {
+		r.last -= uint64(len(ents))
+		r.log.Warn("consensus: dropped proposals", "entries", len(ents), "term", r.pendingTerm, "err", err)
+	}
+	return err
 }
 
 // ProposeConfChange appends the configuration change cc to raft's log at
@@ -345,6 +400,10 @@ func (r *Replica) ProposeConfChange(index uint64, cc raftpb.ConfChangeV2) error 
 	if err := checkConfChange(r.cs, r.last, cc); err != nil {
 		return fmt.Errorf("%w: %v at index %d: %w", ErrBadConfChange, cc.Changes[0], index, err)
 	}
+	// The change goes after the entries admitted before it.
+	if err := r.flushLocked(); err != nil {
+		return &NotPrimaryError{View: st.Term, Term: st.Term, Leader: st.Lead, Err: err}
+	}
 	if err := r.rn.ProposeConfChange(cc); err != nil {
 		return &NotPrimaryError{View: st.Term, Term: st.Term, Leader: st.Lead, Err: err}
 	}
@@ -386,7 +445,7 @@ func (r *Replica) Campaign() error {
 func (r *Replica) HasReady() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.err == nil && r.rn.HasReady()
+	return r.err == nil && (len(r.pending) > 0 || r.rn.HasReady())
 }
 
 // Status returns a snapshot of the replica's raft state.
@@ -469,6 +528,7 @@ func (r *Replica) takeReady() (rd raft.Ready, ok bool, err error) {
 	if r.err != nil {
 		return raft.Ready{}, false, r.err
 	}
+	_ = r.flushLocked() // a drop is logged; the Ready shows the lost leadership
 	if !r.rn.HasReady() {
 		return raft.Ready{}, false, nil
 	}

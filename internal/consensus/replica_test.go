@@ -520,6 +520,66 @@ func TestReplicaProposeRefused(t *testing.T) {
 	}
 }
 
+// TestReplicaProposalsBatchAndDropWithLeadership checks the proposal
+// batch: entries admitted by Propose reach raft together at the next
+// ProcessReady, unless leadership was lost meanwhile, in which case they
+// are dropped, the last index goes back, and the Ready reports the change
+// of role. Proposals from the network never reach the log.
+func TestReplicaProposalsBatchAndDropWithLeadership(t *testing.T) {
+	nw := newNet(t, 5, 3, 4096)
+	defer nw.close()
+	p := nw.primary(nil, 0)
+	st := p.r.Status()
+
+	nw.propose(p, 3)
+	if !p.r.HasReady() {
+		t.Fatal("HasReady is false with three proposals pending")
+	}
+	// A higher term reaches the primary before its loop hands the batch
+	// to raft: it becomes a follower, and the batch must not follow it.
+	var other uint64 = 1
+	if p.id == other {
+		other = 2
+	}
+	p.r.Step(context.Background(), []raftpb.Message{{Type: raftpb.MsgHeartbeat, From: other, To: p.id, Term: st.Term + 1}})
+	if err := p.r.ProcessReady(); err != nil {
+		t.Fatal(err)
+	}
+	got := p.r.Status()
+	if got.Primary || got.LastIndex != st.LastIndex || got.Term != st.Term+1 {
+		t.Fatalf("after losing leadership with 3 proposals pending: %+v; want a follower at term %d with last index %d", got, st.Term+1, st.LastIndex)
+	}
+	if li, _ := p.s.LastIndex(); li != st.LastIndex {
+		t.Fatalf("storage last index %d; want %d: the dropped batch must not be written", li, st.LastIndex)
+	}
+	if n := len(p.roles); n == 0 || p.roles[n-1] != fmt.Sprintf("follower@%d", st.Term+1) {
+		t.Fatalf("roles reported %v; want the change to follower@%d", p.roles, st.Term+1)
+	}
+	nw.converge()
+
+	// The next primary ignores a proposal that comes over the network.
+	q := nw.primary(nil, st.Term)
+	qst := q.r.Status()
+	var from uint64
+	for _, m := range nw.members {
+		if m != q {
+			from = m.id
+		}
+	}
+	q.r.Step(context.Background(), []raftpb.Message{{Type: raftpb.MsgProp, From: from, To: q.id, Entries: []raftpb.Entry{{Data: []byte("forged")}}}})
+	for q.r.HasReady() {
+		if err := q.r.ProcessReady(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := q.r.Status().LastIndex; got != qst.LastIndex {
+		t.Fatalf("primary's last index %d after a proposal from the network; want %d", got, qst.LastIndex)
+	}
+	// Batching keeps seqnos and indices one counter.
+	nw.propose(q, 5)
+	nw.converge()
+}
+
 // TestReplicaThreeNodes elects a leader among three replicas, commits 200
 // proposals on all of them, restarts a follower that missed 40 more from
 // a crash image of its disk, and checks it catches up and that all
@@ -869,8 +929,8 @@ func TestReplicaPersistOrder(t *testing.T) {
 		}
 		uninstall(p)
 		n := len(l.events)
-		if n != 7 || l.events[n-1] != "sync ledger" {
-			t.Fatalf("leader's Ready: %q; want 6 MsgApps (3 proposals, 2 followers), then the ledger fsync, and no HardState write", l.events)
+		if n != 3 || l.events[n-1] != "sync ledger" {
+			t.Fatalf("leader's Ready: %q; want 2 MsgApps (the 3 proposals together, to each of 2 followers), then the ledger fsync, and no HardState write", l.events)
 		}
 		var followers []*member
 		for _, m := range nw.members {
@@ -886,16 +946,16 @@ func TestReplicaPersistOrder(t *testing.T) {
 		if len(sentUpTo) != 2 || sentUpTo[followers[0].id] != last || sentUpTo[followers[1].id] != last {
 			t.Fatalf("leader sent entries up to %v; want up to %d to both followers", sentUpTo, last)
 		}
-		if queuedAtSync != 6 || slices.ContainsFunc(appendedAtSend, func(li uint64) bool { return li != st.LastIndex }) {
-			t.Fatalf("at the ledger fsync %d messages were queued (want the 6 MsgApps); at the sends the Storage's last index was %v (want %d: not yet appended)", queuedAtSync, appendedAtSend, st.LastIndex)
+		if queuedAtSync != 2 || slices.ContainsFunc(appendedAtSend, func(li uint64) bool { return li != st.LastIndex }) {
+			t.Fatalf("at the ledger fsync %d messages were queued (want the 2 MsgApps); at the sends the Storage's last index was %v (want %d: not yet appended)", queuedAtSync, appendedAtSend, st.LastIndex)
 		}
 		if li, _ := p.s.LastIndex(); li != last || p.r.Status().Commit != st.LastIndex {
 			t.Fatalf("leader after its Ready: last index %d, commit %d; want %d, %d (committed only once a follower acknowledges)", li, p.r.Status().Commit, last, st.LastIndex)
 		}
 
-		// A follower: it got the three MsgApps in one delivery and answers
-		// each with an MsgAppResp, all after the ledger fsync, when the
-		// entries they acknowledge are durable.
+		// A follower: it got the three entries in one MsgApp and answers
+		// with an MsgAppResp after the ledger fsync, when the entries it
+		// acknowledges are durable.
 		nw.mem.Deliver()
 		for _, f := range followers {
 			var acked uint64
@@ -910,7 +970,7 @@ func TestReplicaPersistOrder(t *testing.T) {
 				}
 			})
 			resp := fmt.Sprintf("send MsgAppResp to %d", p.id)
-			if want := []string{"sync ledger", resp, resp, resp}; !slices.Equal(events, want) || acked != last {
+			if want := []string{"sync ledger", resp}; !slices.Equal(events, want) || acked != last {
 				t.Fatalf("follower %d's Ready: %q, acknowledging up to %d; want %q, up to %d", f.id, events, acked, want, last)
 			}
 		}
