@@ -92,6 +92,15 @@
 // proposals made while the Ready is persisted raise it, and their entries
 // come in the next Ready.
 //
+// Admitted entries are handed to raft together, as one MsgProp, when the
+// next Ready is taken (or before a configuration change): raft sends an
+// append message per follower per proposal while its inflight window has
+// room, so proposing one by one costs a message per transaction and
+// follower. If leadership of the entries' term is lost before that, they
+// are dropped and the last index goes back (the node rolls back their
+// transactions). Proposal forwarding is off and MsgProp from the network
+// is dropped: only the primary proposes, at seqnos it assigned.
+//
 // # Configuration changes
 //
 // The node changes the membership with ProposeConfChange(index, cc),
