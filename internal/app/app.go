@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 
 	"github.com/cocoledger/coco/internal/kv"
 )
@@ -107,6 +109,8 @@ type Request struct {
 	Header http.Header
 	Body   []byte
 	Caller Caller
+	// Params are the values of the endpoint's path parameters.
+	Params Params
 }
 
 // Context is one execution of a handler against one transaction.
@@ -145,7 +149,10 @@ func (c *Context) Response() (int, any) {
 // other error is an internal error.
 type Handler func(c *Context) error
 
-// Endpoint is one registered route.
+// Endpoint is one registered route. Path is exact ("/app/log/public") or
+// a template whose segments may be parameters ("/gov/proposals/{id}"): a
+// parameter matches one non-empty segment, and an exact path wins over a
+// template.
 type Endpoint struct {
 	Method  string
 	Path    string
@@ -155,14 +162,23 @@ type Endpoint struct {
 	Handler Handler
 }
 
+// Params are the values of a matched template's parameters, by name.
+type Params map[string]string
+
 // Registry maps method and path to endpoints.
 type Registry struct {
-	byPath map[string]map[string]*Endpoint
-	order  []*Endpoint
+	byPath    map[string]map[string]*Endpoint // exact paths and templates, by path as registered
+	templates []template                      // the templated paths, in registration order
+	order     []*Endpoint
 }
 
-// NewRegistry returns a registry holding eps. Duplicate routes are a
-// programmer error and panic.
+type template struct {
+	path     string
+	segments []string // "{name}" for a parameter
+}
+
+// NewRegistry returns a registry holding eps. Duplicate routes and
+// malformed templates are programmer errors and panic.
 func NewRegistry(eps ...Endpoint) *Registry {
 	r := &Registry{byPath: map[string]map[string]*Endpoint{}}
 	for i := range eps {
@@ -171,6 +187,9 @@ func NewRegistry(eps ...Endpoint) *Registry {
 		if m == nil {
 			m = map[string]*Endpoint{}
 			r.byPath[ep.Path] = m
+			if strings.ContainsAny(ep.Path, "{}") {
+				r.templates = append(r.templates, parseTemplate(ep.Path))
+			}
 		}
 		if _, dup := m[ep.Method]; dup {
 			panic(fmt.Sprintf("app: duplicate endpoint %s %s", ep.Method, ep.Path))
@@ -181,21 +200,86 @@ func NewRegistry(eps ...Endpoint) *Registry {
 	return r
 }
 
-// Lookup finds the endpoint for method and path. When the path exists with
-// other methods it returns nil and those methods.
-func (r *Registry) Lookup(method, path string) (*Endpoint, []string) {
-	m, ok := r.byPath[path]
-	if !ok {
-		return nil, nil
+func parseTemplate(path string) template {
+	t := template{path: path, segments: strings.Split(path, "/")}
+	seen := map[string]bool{}
+	for _, seg := range t.segments {
+		if !strings.ContainsAny(seg, "{}") {
+			continue
+		}
+		name := strings.TrimSuffix(strings.TrimPrefix(seg, "{"), "}")
+		if len(name)+2 != len(seg) || name == "" || strings.ContainsAny(name, "{}") || seen[name] {
+			panic(fmt.Sprintf("app: malformed path template %q", path))
+		}
+		seen[name] = true
 	}
+	return t
+}
+
+// match returns the parameters if path fits the template.
+func (t template) match(path string) (Params, bool) {
+	var params Params
+	rest := path
+	for i, seg := range t.segments {
+		got, tail, more := strings.Cut(rest, "/")
+		if more != (i < len(t.segments)-1) {
+			return nil, false
+		}
+		rest = tail
+		if name, ok := strings.CutPrefix(seg, "{"); ok {
+			if got == "" {
+				return nil, false
+			}
+			if params == nil {
+				params = Params{}
+			}
+			params[strings.TrimSuffix(name, "}")] = got
+			continue
+		}
+		if got != seg {
+			return nil, false
+		}
+	}
+	return params, true
+}
+
+// Lookup finds the endpoint for method and path, with the values of its
+// template's parameters (nil for an exact path). When the path exists
+// with other methods it returns nil and those methods.
+func (r *Registry) Lookup(method, path string) (*Endpoint, Params, []string) {
+	route, params, ok := r.route(path)
+	if !ok {
+		return nil, nil, nil
+	}
+	m := r.byPath[route]
 	if ep, ok := m[method]; ok {
-		return ep, nil
+		return ep, params, nil
 	}
 	allowed := make([]string, 0, len(m))
 	for meth := range m {
 		allowed = append(allowed, meth)
 	}
-	return nil, allowed
+	slices.Sort(allowed)
+	return nil, nil, allowed
+}
+
+// Route returns the registered path (exact, or the template) that path
+// matches, whatever the method: a label of bounded cardinality.
+func (r *Registry) Route(path string) (string, bool) {
+	route, _, ok := r.route(path)
+	return route, ok
+}
+
+func (r *Registry) route(path string) (string, Params, bool) {
+	if _, ok := r.byPath[path]; ok && !strings.ContainsAny(path, "{}") {
+		return path, nil, true
+	}
+	for _, t := range r.templates {
+		if p, ok := t.match(path); ok {
+			return t.path, p, true
+		}
+	}
+	return "", nil, false
 }
 
 // Endpoints lists the endpoints in registration order.

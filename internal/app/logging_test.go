@@ -3,8 +3,10 @@ package app
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,7 +18,7 @@ import (
 func run(t testing.TB, store *kv.Store, method, path, query, body string) (*Context, error) {
 	t.Helper()
 	reg := NewRegistry(LoggingApp()...)
-	ep, _ := reg.Lookup(method, path)
+	ep, _, _ := reg.Lookup(method, path)
 	if ep == nil {
 		t.Fatalf("no endpoint %s %s", method, path)
 	}
@@ -168,13 +170,13 @@ func FuzzLogWrite(f *testing.F) {
 
 func TestRegistryLookup(t *testing.T) {
 	reg := NewRegistry(LoggingApp()...)
-	if ep, _ := reg.Lookup("POST", "/app/log/public"); ep == nil || ep.Mode != ReadWrite || ep.Auth != UserCert {
+	if ep, _, _ := reg.Lookup("POST", "/app/log/public"); ep == nil || ep.Mode != ReadWrite || ep.Auth != UserCert {
 		t.Fatalf("POST /app/log/public = %+v", ep)
 	}
-	if ep, allowed := reg.Lookup("PUT", "/app/log/public"); ep != nil || len(allowed) != 2 {
+	if ep, _, allowed := reg.Lookup("PUT", "/app/log/public"); ep != nil || len(allowed) != 2 {
 		t.Fatalf("PUT: ep %v allowed %v", ep, allowed)
 	}
-	if ep, allowed := reg.Lookup("GET", "/nope"); ep != nil || allowed != nil {
+	if ep, _, allowed := reg.Lookup("GET", "/nope"); ep != nil || allowed != nil {
 		t.Fatal("unknown path found")
 	}
 	defer func() {
@@ -183,4 +185,64 @@ func TestRegistryLookup(t *testing.T) {
 		}
 	}()
 	NewRegistry(append(LoggingApp(), LoggingApp()[0])...)
+}
+
+func TestRegistryTemplates(t *testing.T) {
+	h := func(*Context) error { return nil }
+	reg := NewRegistry(
+		Endpoint{Method: "GET", Path: "/gov/proposals", Handler: h},
+		Endpoint{Method: "GET", Path: "/gov/proposals/{id}", Handler: h},
+		Endpoint{Method: "POST", Path: "/gov/proposals/{id}/ballots", Handler: h},
+		Endpoint{Method: "GET", Path: "/gov/proposals/{id}/ballots/{member}", Handler: h},
+		Endpoint{Method: "GET", Path: "/gov/proposals/latest", Handler: h},
+	)
+	cases := []struct {
+		method, path, route string
+		params              Params
+		allowed             []string
+	}{
+		{"GET", "/gov/proposals", "/gov/proposals", nil, nil},
+		{"GET", "/gov/proposals/ab12", "/gov/proposals/{id}", Params{"id": "ab12"}, nil},
+		{"GET", "/gov/proposals/latest", "/gov/proposals/latest", nil, nil}, // exact wins
+		{"POST", "/gov/proposals/ab12/ballots", "/gov/proposals/{id}/ballots", Params{"id": "ab12"}, nil},
+		{"GET", "/gov/proposals/ab/ballots/m0", "/gov/proposals/{id}/ballots/{member}", Params{"id": "ab", "member": "m0"}, nil},
+		{"PUT", "/gov/proposals/ab12", "/gov/proposals/{id}", nil, []string{"GET"}},
+		{"GET", "/gov/proposals/", "", nil, nil},                                         // empty parameter
+		{"GET", "/gov/proposals/ab12/", "", nil, nil},                                    // trailing segment
+		{"GET", "/gov/proposals/ab12/votes", "", nil, nil},                               // other literal
+		{"GET", "/gov/proposals/{id}", "/gov/proposals/{id}", Params{"id": "{id}"}, nil}, // a template is not a path
+		{"GET", "/gov", "", nil, nil},
+	}
+	for _, c := range cases {
+		ep, params, allowed := reg.Lookup(c.method, c.path)
+		route, ok := reg.Route(c.path)
+		if c.route == "" {
+			if ep != nil || ok || allowed != nil {
+				t.Errorf("%s %s: matched %v (route %q, allowed %v); want nothing", c.method, c.path, ep, route, allowed)
+			}
+			continue
+		}
+		if route != c.route || !ok {
+			t.Errorf("%s %s: route %q, want %q", c.method, c.path, route, c.route)
+		}
+		if c.allowed != nil {
+			if ep != nil || !slices.Equal(allowed, c.allowed) {
+				t.Errorf("%s %s: ep %v allowed %v; want allowed %v", c.method, c.path, ep, allowed, c.allowed)
+			}
+			continue
+		}
+		if ep == nil || ep.Path != c.route || !maps.Equal(params, c.params) {
+			t.Errorf("%s %s: ep %v params %v; want %s with %v", c.method, c.path, ep, params, c.route, c.params)
+		}
+	}
+	for _, bad := range []string{"/a/{}", "/a/{x", "/a/x}", "/a/{x}/{x}", "/a/{{x}}"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("template %q accepted", bad)
+				}
+			}()
+			NewRegistry(Endpoint{Method: "GET", Path: bad, Handler: h})
+		}()
+	}
 }

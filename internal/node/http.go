@@ -96,7 +96,7 @@ func (n *Node) route(w *statusWriter, r *http.Request) {
 		h.serve(w, r)
 		return
 	}
-	ep, allowed := n.apps.Lookup(r.Method, r.URL.Path)
+	ep, params, allowed := n.apps.Lookup(r.Method, r.URL.Path)
 	if ep == nil {
 		if allowed != nil {
 			w.Header().Set("Allow", fmt.Sprint(allowed))
@@ -106,7 +106,7 @@ func (n *Node) route(w *statusWriter, r *http.Request) {
 		writeError(w, app.Errorf(http.StatusNotFound, app.CodeNotFound, "no endpoint %s %s (see GET /node/api)", r.Method, r.URL.Path))
 		return
 	}
-	n.serveApp(w, r, ep)
+	n.serveApp(w, r, ep, params)
 }
 
 // authenticate maps the client certificate to a caller allowed by policy.
@@ -188,7 +188,7 @@ type txResponse struct {
 
 // serveApp runs an app endpoint: authenticate, execute on a snapshot,
 // commit (re-running on conflict), and answer with the TxID.
-func (n *Node) serveApp(w http.ResponseWriter, r *http.Request, ep *app.Endpoint) {
+func (n *Node) serveApp(w http.ResponseWriter, r *http.Request, ep *app.Endpoint, params app.Params) {
 	caller, aerr := n.authenticate(r, ep.Auth)
 	if aerr != nil {
 		writeError(w, aerr)
@@ -215,7 +215,7 @@ func (n *Node) serveApp(w http.ResponseWriter, r *http.Request, ep *app.Endpoint
 			return
 		}
 	}
-	req := &app.Request{Method: r.Method, Path: r.URL.Path, Query: query, Header: r.Header, Body: body, Caller: caller}
+	req := &app.Request{Method: r.Method, Path: r.URL.Path, Query: query, Header: r.Header, Body: body, Caller: caller, Params: params}
 	for attempt := 1; ; attempt++ {
 		tx := n.store.Begin()
 		c := app.NewContext(tx, req)

@@ -60,11 +60,8 @@ func (n *Node) metricPath(path string) string {
 	if _, ok := n.builtins[path]; ok {
 		return path
 	}
-	if ep, _ := n.apps.Lookup("GET", path); ep != nil {
-		return path
-	}
-	if ep, _ := n.apps.Lookup("POST", path); ep != nil {
-		return path
+	if route, ok := n.apps.Route(path); ok {
+		return route
 	}
 	return "other"
 }
