@@ -35,12 +35,18 @@ type Write struct {
 func (ws *WriteSet) Empty() bool { return ws == nil || len(ws.Maps) == 0 }
 
 // Touches reports whether ws writes to map m.
-func (ws *WriteSet) Touches(m MapName) bool {
+func (ws *WriteSet) Touches(m MapName) bool { return len(ws.Writes(m)) > 0 }
+
+// Writes returns ws's writes to map m, sorted by key (nil if none).
+func (ws *WriteSet) Writes(m MapName) []Write {
 	if ws == nil {
-		return false
+		return nil
 	}
-	_, found := slices.BinarySearchFunc(ws.Maps, m, func(mw MapWrites, m MapName) int { return strings.Compare(string(mw.Name), string(m)) })
-	return found
+	i, found := slices.BinarySearchFunc(ws.Maps, m, func(mw MapWrites, m MapName) int { return strings.Compare(string(mw.Name), string(m)) })
+	if !found {
+		return nil
+	}
+	return ws.Maps[i].Writes
 }
 
 // Len returns the number of writes in ws.

@@ -484,3 +484,113 @@ func TestClusterRemoveNode(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterLedgerRekey: a rekey transaction brings a new ledger secret
+// to every node; the entries after it are encrypted under it and not
+// under the old one, and all history still reads on every node, on a node
+// that joins afterwards and on one that restarts. A rekey executed by a
+// primary that cannot commit is forgotten with the rest of its lost
+// suffix.
+func TestClusterLedgerRekey(t *testing.T) {
+	c := newCluster(t, 3, "")
+	ctx := context.Background()
+	write := func(via, id int) ids.TxID {
+		t.Helper()
+		txid, err := c.nodes[via].client("user0").LogWrite(ctx, client.Private, uint64(id), fmt.Sprintf("message %d", id), client.WriteOptions{WaitCommit: true})
+		if err != nil {
+			t.Fatalf("write %d via node%d: %v", id, via, err)
+		}
+		return txid
+	}
+	for i := range 6 {
+		write(i%3, i)
+	}
+	p := c.primary()
+	rekey, err := c.nodes[p].node.RekeyForTest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var after []ids.TxID
+	for i := 6; i < 12; i++ {
+		after = append(after, write(i%3, i))
+	}
+	c.waitCommitted(after[len(after)-1].Seqno)
+	c.add(t, 3, "") // joins after the rekey
+	c.waitMembers(4)
+	c.nodes[1].stop() // and one restarts
+	c.add(t, 1, "")
+
+	readAll := func() {
+		t.Helper()
+		for _, s := range c.nodes {
+			u := s.client("user0")
+			for i := range 12 {
+				got, err := u.LogRead(ctx, client.Private, uint64(i))
+				if err != nil || got != fmt.Sprintf("message %d", i) {
+					t.Fatalf("%s reads %q, %v for message %d", s.cfg.Name, got, err, i)
+				}
+			}
+		}
+	}
+	c.eventually("every node to read every message", func() bool {
+		for _, s := range c.nodes {
+			if _, err := s.client("user0").LogRead(ctx, client.Private, 11); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	readAll()
+	for _, s := range c.nodes {
+		secrets := s.node.LedgerSecretsForTest()
+		if secrets.Len() != 2 {
+			t.Fatalf("%s holds %d ledger secrets; want 2", s.cfg.Name, secrets.Len())
+		}
+		for _, id := range after {
+			e, err := s.node.EntryForTest(id.Seqno)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := secrets.At(rekey.Seqno).Open(nil, e.View, e.Seqno, e.Private, e.AppendAAD(nil)); err == nil {
+				t.Fatalf("%s: entry %s after the rekey at %s opens with the old secret", s.cfg.Name, id, rekey)
+			}
+			if _, err := secrets.At(e.Seqno).Open(nil, e.View, e.Seqno, e.Private, e.AppendAAD(nil)); err != nil {
+				t.Fatalf("%s: entry %s does not open with the new secret: %v", s.cfg.Name, id, err)
+			}
+		}
+	}
+
+	// A rekey on a primary cut off from the others is lost with its term.
+	old := c.primary()
+	c.net.Isolate(c.ids[old])
+	if _, err := c.nodes[old].node.RekeyForTest(); err != nil {
+		t.Fatalf("the isolated primary refused a rekey before noticing it is alone: %v", err)
+	}
+	if n := c.nodes[old].node.LedgerSecretsForTest().Len(); n != 3 {
+		t.Fatalf("the isolated primary holds %d secrets after its rekey; want 3", n)
+	}
+	var newP int
+	c.eventually("a primary on the majority side", func() bool {
+		for i, s := range c.nodes {
+			if i != old && s.node.IsPrimary() {
+				newP = i
+				return true
+			}
+		}
+		return false
+	})
+	last, err := c.nodes[newP].client("user0").LogWrite(ctx, client.Private, 12, "message 12", client.WriteOptions{WaitCommit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.net.Heal()
+	c.waitCommitted(last.Seqno)
+	c.eventually("the old primary to read the majority's write", func() bool {
+		got, err := c.nodes[old].client("user0").LogRead(ctx, client.Private, 12)
+		return err == nil && got == "message 12"
+	})
+	readAll()
+	if n := c.nodes[old].node.LedgerSecretsForTest().Len(); n != 2 {
+		t.Fatalf("the old primary holds %d secrets after rolling back its lost rekey; want 2", n)
+	}
+}

@@ -225,7 +225,7 @@ func (n *Node) buildReceipt(id ids.TxID) (*receipt.Receipt, error) {
 	if err != nil {
 		return nil, err
 	}
-	leaf := receipt.LeafComponents{WriteSetDigest: e.WriteSetDigest(), CommitEvidence: n.secret.CommitEvidence(id), ClaimsDigest: e.ClaimsDigest}
+	leaf := receipt.LeafComponents{WriteSetDigest: e.WriteSetDigest(), CommitEvidence: n.secrets.At(id.Seqno).CommitEvidence(id), ClaimsDigest: e.ClaimsDigest}
 	return receipt.New(id.String(), leaf, cose), nil
 }
 

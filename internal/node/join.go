@@ -60,7 +60,10 @@ type joinRequest struct {
 type joinResponse struct {
 	NodeID       ids.NodeID `json:"node_id"`
 	ServiceKey   string     `json:"service_key"`   // PEM
-	LedgerSecret []byte     `json:"ledger_secret"` // base64 in JSON
+	// LedgerSecrets is the encoded history of ledger secrets
+	// (crypto.LedgerSecrets): every one, so the joiner decrypts the whole
+	// ledger it catches up with. Base64 in JSON.
+	LedgerSecrets []byte `json:"ledger_secrets"`
 	Peers        []joinPeer `json:"peers"`
 }
 
@@ -122,13 +125,13 @@ func (n *Node) join() ([]transport.Peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := n.setSecrets([]byte(resp.ServiceKey), keyPEM, resp.LedgerSecret); err != nil {
+	if err := n.setSecrets([]byte(resp.ServiceKey), keyPEM, resp.LedgerSecrets); err != nil {
 		return nil, fmt.Errorf("node: join answer: %w", err)
 	}
 	if err := n.checkServiceIdentity(); err != nil {
 		return nil, err
 	}
-	if err := n.storeSecrets([]byte(resp.ServiceKey), keyPEM, resp.LedgerSecret); err != nil {
+	if err := n.storeSecrets([]byte(resp.ServiceKey), keyPEM, resp.LedgerSecrets); err != nil {
 		return nil, err
 	}
 	peers := make([]transport.Peer, 0, len(resp.Peers))
@@ -264,7 +267,7 @@ func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, app.Errorf(http.StatusInternalServerError, app.CodeInternal, "%v", err))
 		return
 	}
-	writeJSON(w, http.StatusOK, joinResponse{NodeID: nodeID, ServiceKey: string(keyPEM), LedgerSecret: n.secret.Bytes(), Peers: n.peerList()})
+	writeJSON(w, http.StatusOK, joinResponse{NodeID: nodeID, ServiceKey: string(keyPEM), LedgerSecrets: n.secrets.Through(ids.Seqno(n.committed.Load())).AppendBinary(nil), Peers: n.peerList()})
 }
 
 // addLearner proposes adding id as a learner, waiting its turn behind a

@@ -75,7 +75,7 @@ type Node struct {
 	store  *kv.Store
 	ledger *ledger.Ledger
 	tree   *merkle.Tree
-	secret *crypto.LedgerSecret
+	secrets *crypto.LedgerSecrets
 
 	storage *consensus.Storage
 	replica *consensus.Replica
@@ -317,7 +317,7 @@ func (n *Node) start(opts Options) error {
 const (
 	sealedServiceKey   = "service_key.sealed"
 	sealedNodeKey      = "node_key.sealed"
-	sealedLedgerSecret = "ledger_secret.sealed"
+	sealedLedgerSecrets = "ledger_secrets.sealed"
 )
 
 func (n *Node) dataPath(name string) string { return filepath.Join(n.cfg.Storage.DataDir, name) }
@@ -344,15 +344,16 @@ func (n *Node) loadSecrets() error {
 	if err != nil {
 		return err
 	}
-	secret, err := load(sealedLedgerSecret)
+	secrets, err := load(sealedLedgerSecrets)
 	if err != nil {
 		return err
 	}
-	return n.setSecrets(serviceKey, nodeKey, secret)
+	return n.setSecrets(serviceKey, nodeKey, secrets)
 }
 
-// setSecrets installs the three secrets, given as PEM keys and raw bytes.
-func (n *Node) setSecrets(serviceKeyPEM, nodeKeyPEM, ledgerSecret []byte) error {
+// setSecrets installs the three secrets, given as PEM keys and the
+// encoded ledger secret history (crypto.LedgerSecrets).
+func (n *Node) setSecrets(serviceKeyPEM, nodeKeyPEM, ledgerSecrets []byte) error {
 	var err error
 	if n.serviceKey, err = crypto.ParseKeyPEM(serviceKeyPEM); err != nil {
 		return fmt.Errorf("node: service key: %w", err)
@@ -365,19 +366,19 @@ func (n *Node) setSecrets(serviceKeyPEM, nodeKeyPEM, ledgerSecret []byte) error 
 		return err
 	}
 	n.nodeID = ids.NodeID(id)
-	if n.secret, err = crypto.LedgerSecretFromBytes(ledgerSecret); err != nil {
-		return fmt.Errorf("node: ledger secret: %w", err)
+	if n.secrets, err = crypto.DecodeLedgerSecrets(ledgerSecrets); err != nil {
+		return fmt.Errorf("node: ledger secrets: %w", err)
 	}
 	return nil
 }
 
 // storeSecrets seals the three secrets into the data directory, the
 // service key last.
-func (n *Node) storeSecrets(serviceKeyPEM, nodeKeyPEM, ledgerSecret []byte) error {
+func (n *Node) storeSecrets(serviceKeyPEM, nodeKeyPEM, ledgerSecrets []byte) error {
 	for _, s := range []struct {
 		name  string
 		plain []byte
-	}{{sealedNodeKey, nodeKeyPEM}, {sealedLedgerSecret, ledgerSecret}, {sealedServiceKey, serviceKeyPEM}} {
+	}{{sealedNodeKey, nodeKeyPEM}, {sealedLedgerSecrets, ledgerSecrets}, {sealedServiceKey, serviceKeyPEM}} {
 		sealed, err := n.platform.Seal(s.plain)
 		if err != nil {
 			return fmt.Errorf("node: seal %s: %w", s.name, err)
@@ -403,10 +404,11 @@ func (n *Node) createSecrets() error {
 	if err != nil {
 		return err
 	}
-	if err := n.storeSecrets(serviceKey, nodeKey, secret.Bytes()); err != nil {
+	secrets := crypto.NewLedgerSecrets(secret).AppendBinary(nil)
+	if err := n.storeSecrets(serviceKey, nodeKey, secrets); err != nil {
 		return err
 	}
-	return n.setSecrets(serviceKey, nodeKey, secret.Bytes())
+	return n.setSecrets(serviceKey, nodeKey, secrets)
 }
 
 func (n *Node) newKeyPEM() ([]byte, error) {
@@ -457,7 +459,7 @@ func (n *Node) decodeWriteSet(e *ledger.Entry) (*kv.WriteSet, error) {
 	if len(e.Private) == 0 {
 		return pub, nil
 	}
-	plain, err := n.secret.Open(nil, e.View, e.Seqno, e.Private, e.AppendAAD(nil))
+	plain, err := n.secrets.At(e.Seqno).Open(nil, e.View, e.Seqno, e.Private, e.AppendAAD(nil))
 	if err != nil {
 		return nil, fmt.Errorf("node: seqno %d: %w", e.Seqno, err)
 	}

@@ -53,22 +53,37 @@ func (n *Node) commitTx(tx *kv.Tx, claims [32]byte) (ids.TxID, error) {
 func (n *Node) sealTx(view ids.View, seqno ids.Seqno, ws *kv.WriteSet, claims [32]byte) error {
 	pub, priv := ws.Split()
 	id := ids.TxID{View: view, Seqno: seqno}
+	secret := n.secrets.At(seqno)
 	e := ledger.Entry{
 		Kind:                 ledger.KindTx,
 		View:                 view,
 		Seqno:                seqno,
 		Public:               pub.AppendBinary(nil),
-		CommitEvidenceDigest: n.secret.CommitEvidenceDigest(id),
+		CommitEvidenceDigest: secret.CommitEvidenceDigest(id),
 		ClaimsDigest:         claims,
 	}
 	if !priv.Empty() {
-		ct, err := n.secret.Seal(nil, view, seqno, priv.AppendBinary(nil), e.AppendAAD(nil))
+		ct, err := secret.Seal(nil, view, seqno, priv.AppendBinary(nil), e.AppendAAD(nil))
 		if err != nil {
 			return err
 		}
 		e.Private = ct
 	}
-	return n.propose(&e)
+	next, err := rekeyIn(seqno, priv)
+	if err != nil {
+		return err
+	}
+	if err := n.propose(&e); err != nil {
+		return err
+	}
+	if next != nil {
+		// The entry is proposed: from here a failure is the node's.
+		if err := n.secrets.Add(seqno+1, next); err != nil {
+			n.fail(err)
+			return err
+		}
+	}
+	return nil
 }
 
 // propose hands a primary's entry to raft and records its leaf. Called
@@ -117,7 +132,7 @@ func (n *Node) appendSignature() error {
 			return err
 		}
 		e := ledger.Entry{Kind: ledger.KindSignature, View: view, Seqno: seqno, Public: pub,
-			CommitEvidenceDigest: n.secret.CommitEvidenceDigest(ids.TxID{View: view, Seqno: seqno})}
+			CommitEvidenceDigest: n.secrets.At(seqno).CommitEvidenceDigest(ids.TxID{View: view, Seqno: seqno})}
 		if err := n.propose(&e); err != nil {
 			return err
 		}
@@ -173,7 +188,7 @@ func (n *Node) applyEntry(e *ledger.Entry) error {
 	if ws != nil && ws.Touches(app.NodesTable) {
 		n.peersStale = true
 	}
-	return nil
+	return n.noteRekey(e.Seqno, ws)
 }
 
 // rollbackTo drops the state this node executed beyond seqno (an ex-primary
@@ -190,6 +205,7 @@ func (n *Node) rollbackTo(seqno ids.Seqno) error {
 	}
 	n.views.truncate(seqno)
 	n.sigs.truncate(seqno)
+	n.secrets.Rollback(seqno)
 	n.peersStale = true
 	return nil
 }
