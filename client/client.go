@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -67,6 +68,9 @@ type Config struct {
 type Client struct {
 	base string // "https://host:port", no trailing slash
 	hc   http.Client
+	// service is the SHA-256 of the service certificate's DER, which
+	// signed governance requests name; zero with a custom Transport.
+	service [32]byte
 }
 
 // New checks cfg and returns a client; it does not contact the node (use
@@ -95,7 +99,13 @@ func New(cfg Config) (*Client, error) {
 		}
 		rt = newTransport(tc, cfg.HTTP1)
 	}
-	return &Client{base: base, hc: http.Client{Transport: rt, Timeout: timeout}}, nil
+	c := &Client{base: base, hc: http.Client{Transport: rt, Timeout: timeout}}
+	if cfg.ServiceCertPEM != nil {
+		if b, _ := pem.Decode(cfg.ServiceCertPEM); b != nil {
+			c.service = sha256.Sum256(b.Bytes)
+		}
+	}
+	return c, nil
 }
 
 // parseAddress returns the base URL and the host name to verify.
@@ -221,6 +231,11 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) (http
 // call sends one request and hands a 2xx answer to ok; the body is drained
 // and closed afterwards so the stream ends cleanly rather than being reset.
 func (c *Client) call(ctx context.Context, method, path string, body []byte, ok func(*http.Response) error) error {
+	return c.callAs(ctx, method, path, "application/json", body, ok)
+}
+
+// callAs is call with the body's content type.
+func (c *Client) callAs(ctx context.Context, method, path, contentType string, body []byte, ok func(*http.Response) error) error {
 	if !strings.HasPrefix(path, "/") {
 		return fmt.Errorf("client: %s %q: path must start with \"/\"", method, path)
 	}
@@ -233,7 +248,7 @@ func (c *Client) call(ctx context.Context, method, path string, body []byte, ok 
 		return fmt.Errorf("client: %s %s: %w", method, path, err)
 	}
 	if body != nil {
-		req.Header["Content-Type"] = []string{"application/json"}
+		req.Header["Content-Type"] = []string{contentType}
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

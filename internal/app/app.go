@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"crypto/x509"
 	"fmt"
 	"net/http"
@@ -8,19 +9,18 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cocoledger/coco/internal/gov"
 	"github.com/cocoledger/coco/internal/kv"
 )
 
-// Governance tables that authentication reads. They are public: who may
-// use the service is part of the auditable record.
+// Governance tables that authentication reads (internal/gov defines them).
+// They are public: who may use the service is part of the auditable record.
 const (
-	UsersTable       kv.MapName = "public:coco.gov.users"
-	MembersTable     kv.MapName = "public:coco.gov.members"
-	NodesTable       kv.MapName = "public:coco.gov.nodes"
-	ServiceInfoTable kv.MapName = "public:coco.gov.service_info"
-	// NodeMeasurementsTable is the join allow-list: key "<platform>:<hex
-	// measurement>", value {"platform", "measurement"}.
-	NodeMeasurementsTable kv.MapName = "public:coco.gov.node_measurements"
+	UsersTable            = gov.UsersTable
+	MembersTable          = gov.MembersTable
+	NodesTable            = gov.NodesTable
+	ServiceInfoTable      = gov.ServiceInfoTable
+	NodeMeasurementsTable = gov.NodeMeasurementsTable
 )
 
 // Stable error codes. Clients may switch on them; messages are for people.
@@ -42,6 +42,19 @@ const (
 	CodeServiceUnavailable = "ServiceUnavailable"
 	CodeJoinRefused        = "JoinRefused"
 	CodeInternal           = "InternalError"
+	// CodeServiceNotOpen: the members have not opened the service yet;
+	// application endpoints wait for transition_service_to_open.
+	CodeServiceNotOpen = "ServiceNotOpen"
+
+	// Governance refusals.
+	CodeBadSignature       = "InvalidSignature"
+	CodeWrongService       = "WrongService"
+	CodeStaleRequest       = "StaleRequest"
+	CodeReplayedRequest    = "ReplayedRequest"
+	CodeInvalidProposal    = "InvalidProposal"
+	CodeProposalNotOpen    = "ProposalNotOpen"
+	CodeAckMismatch        = "AcknowledgementMismatch"
+	CodeConstitutionFailed = "ConstitutionFailed"
 )
 
 // Error is the error model of every endpoint: an HTTP status, a stable code
@@ -103,6 +116,8 @@ const (
 // Request is what a handler sees of the HTTP request. Body is already
 // bounded by the node's size limit.
 type Request struct {
+	// Ctx is the request's context: done when the client goes away.
+	Ctx    context.Context
 	Method string
 	Path   string
 	Query  url.Values

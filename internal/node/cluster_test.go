@@ -36,6 +36,9 @@ type cluster struct {
 	logs  []*syncBuffer
 	ids   []uint64 // raft ids
 	extra string   // appended to every node's configuration
+	// manualTrust leaves joining nodes Pending until the members trust
+	// them; otherwise the service trusts them automatically.
+	manualTrust bool
 }
 
 // syncBuffer collects a node's log for assertions.
@@ -87,8 +90,7 @@ func (c *cluster) config(t *testing.T, i int, extra string) *node.Config {
 	t.Helper()
 	dir := filepath.Join(c.root, fmt.Sprintf("node%d", i))
 	role := `[start]
-members = [{ cert_file = "../member0_cert.pem" }]
-users = [{ cert_file = "../user0_cert.pem" }]`
+members = [{ cert_file = "../member0_cert.pem" }]`
 	if i > 0 {
 		role = fmt.Sprintf("[join]\ntarget = %q", c.nodes[0].addr)
 	}
@@ -150,6 +152,11 @@ func (c *cluster) tryAdd(t *testing.T, i int, extra string, fsys vfs.FS) error {
 		return err
 	}
 	s := serve(t, c.root, cfg, n)
+	if i == 0 {
+		// The members let nodes whose evidence is accepted join without
+		// a vote each (TestClusterJoinWaitsForTrust votes).
+		s.openService(client.Action{Name: "set_service_configuration", Args: map[string]any{"auto_trust_nodes": !c.manualTrust}})
+	}
 	if i < len(c.nodes) {
 		c.nodes[i] = s
 		c.ids[i] = raftID

@@ -97,8 +97,13 @@ type ServiceConfig struct {
 // StartConfig is the genesis configuration, used only when the ledger is
 // empty.
 type StartConfig struct {
+	// Members are the consortium's initial members. They start Accepted
+	// and become Active by acknowledging (coco gov ack); users, the
+	// opening of the service and everything else come by proposal.
 	Members []IdentityConfig `toml:"members"`
-	Users   []IdentityConfig `toml:"users"`
+	// ConstitutionFile is the constitution's JS module; empty: the
+	// default one (a strict majority of active members).
+	ConstitutionFile string `toml:"constitution_file"`
 	// NodeMeasurements are further measurements a joining node may have,
 	// besides the genesis node's own, as "<platform>:<hex>".
 	NodeMeasurements []string `toml:"node_measurements"`
@@ -113,9 +118,11 @@ func (s StartConfig) allowedMeasurements() []measurementInfo {
 	return out
 }
 
-// IdentityConfig names a member's or user's certificate.
+// IdentityConfig names a member's certificate and, optionally, its
+// encryption public key (PEM, PKIX), to which recovery shares are sealed.
 type IdentityConfig struct {
-	CertFile string `toml:"cert_file"`
+	CertFile          string `toml:"cert_file"`
+	EncryptionKeyFile string `toml:"encryption_key_file"`
 }
 
 // LedgerConfig tunes the ledger and signatures.
@@ -240,9 +247,12 @@ func (c *Config) resolve(base string) {
 	abs(&c.Service.CertFile)
 	for i := range c.Start.Members {
 		abs(&c.Start.Members[i].CertFile)
+		if c.Start.Members[i].EncryptionKeyFile != "" {
+			abs(&c.Start.Members[i].EncryptionKeyFile)
+		}
 	}
-	for i := range c.Start.Users {
-		abs(&c.Start.Users[i].CertFile)
+	if c.Start.ConstitutionFile != "" {
+		abs(&c.Start.ConstitutionFile)
 	}
 }
 
@@ -268,8 +278,8 @@ func (c *Config) validate() error {
 		if _, port, err := net.SplitHostPort(c.Join.Target); err != nil || port == "" || port == "0" {
 			bad("join.target %q must be the host:port of a node of the service", c.Join.Target)
 		}
-		if len(c.Start.Members) > 0 || len(c.Start.Users) > 0 || len(c.Start.NodeMeasurements) > 0 {
-			bad("a joining node takes the service's members, users and measurements from the service: remove [start] or [join]")
+		if len(c.Start.Members) > 0 || c.Start.ConstitutionFile != "" || len(c.Start.NodeMeasurements) > 0 {
+			bad("a joining node takes the service's members, constitution and measurements from the service: remove [start] or [join]")
 		}
 	} else if len(c.Start.Members) == 0 {
 		bad("start.members must name at least one member certificate (or set join.target to join a service)")
@@ -294,7 +304,7 @@ func (c *Config) validate() error {
 			bad("attestation.virtual_code_id must be 64 hex digits")
 		}
 	}
-	for i, m := range append(append([]IdentityConfig(nil), c.Start.Members...), c.Start.Users...) {
+	for i, m := range c.Start.Members {
 		if m.CertFile == "" {
 			bad("start identity %d has no cert_file", i)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cocoledger/coco/internal/app"
+	"github.com/cocoledger/coco/internal/gov"
 	"github.com/cocoledger/coco/internal/ids"
 	"github.com/cocoledger/coco/internal/transport"
 	"github.com/cocoledger/coco/receipt"
@@ -153,7 +154,7 @@ func (n *Node) serveConsensus(w http.ResponseWriter, _ *http.Request) {
 func (n *Node) serveNetwork(w http.ResponseWriter, _ *http.Request) {
 	st := n.replica.Status()
 	resp := networkResponse{ServiceCertificate: n.serviceCertPEM(), CurrentView: ids.View(st.Term), Nodes: []nodeResponse{}}
-	var info serviceInfo
+	var info gov.ServiceInfo
 	if raw, ok := n.store.Begin().Get(app.ServiceInfoTable, serviceInfoKey); ok && json.Unmarshal(raw, &info) == nil {
 		resp.ServiceStatus = info.Status
 	}

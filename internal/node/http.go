@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -194,6 +195,11 @@ func (n *Node) serveApp(w http.ResponseWriter, r *http.Request, ep *app.Endpoint
 		writeError(w, aerr)
 		return
 	}
+	if strings.HasPrefix(ep.Path, "/app/") && !n.serviceOpen() {
+		writeError(w, app.Errorf(http.StatusServiceUnavailable, app.CodeServiceNotOpen,
+			"the service is not open yet: its members open it by a transition_service_to_open proposal (GET /gov/service shows its status)"))
+		return
+	}
 	query := r.URL.Query()
 	waitCommit := false
 	if vals, ok := query["wait"]; ok {
@@ -215,7 +221,7 @@ func (n *Node) serveApp(w http.ResponseWriter, r *http.Request, ep *app.Endpoint
 			return
 		}
 	}
-	req := &app.Request{Method: r.Method, Path: r.URL.Path, Query: query, Header: r.Header, Body: body, Caller: caller, Params: params}
+	req := &app.Request{Ctx: r.Context(), Method: r.Method, Path: r.URL.Path, Query: query, Header: r.Header, Body: body, Caller: caller, Params: params}
 	for attempt := 1; ; attempt++ {
 		tx := n.store.Begin()
 		c := app.NewContext(tx, req)

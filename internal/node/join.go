@@ -19,6 +19,7 @@ import (
 	"github.com/cocoledger/coco/internal/app"
 	"github.com/cocoledger/coco/internal/attest"
 	"github.com/cocoledger/coco/internal/crypto"
+	"github.com/cocoledger/coco/internal/gov"
 	"github.com/cocoledger/coco/internal/ids"
 	"github.com/cocoledger/coco/internal/kv"
 	"github.com/cocoledger/coco/internal/transport"
@@ -58,13 +59,23 @@ type joinRequest struct {
 // certificate (and, when a backup forwarded the request, over the
 // node-to-node channel).
 type joinResponse struct {
-	NodeID       ids.NodeID `json:"node_id"`
-	ServiceKey   string     `json:"service_key"`   // PEM
+	NodeID     ids.NodeID `json:"node_id"`
+	ServiceKey string     `json:"service_key"` // PEM
 	// LedgerSecrets is the encoded history of ledger secrets
 	// (crypto.LedgerSecrets): every one, so the joiner decrypts the whole
 	// ledger it catches up with. Base64 in JSON.
-	LedgerSecrets []byte `json:"ledger_secrets"`
-	Peers        []joinPeer `json:"peers"`
+	LedgerSecrets []byte     `json:"ledger_secrets"`
+	Peers         []joinPeer `json:"peers"`
+}
+
+// pendingPoll is how often a Pending node asks to join again.
+const pendingPoll = time.Second
+
+// joinPending answers a joining node that the members have not trusted
+// yet (202): it asks again until they do.
+type joinPending struct {
+	NodeID ids.NodeID `json:"node_id"`
+	Status string     `json:"status"`
 }
 
 type joinPeer struct {
@@ -143,14 +154,34 @@ func (n *Node) join() ([]transport.Peer, error) {
 }
 
 // postJoin sends the join request until it is answered, retrying while the
-// service cannot decide (no primary, unreachable) for up to join.timeout_ms.
+// service cannot decide (no primary, unreachable) for up to join.timeout_ms,
+// and for as long as the node is Pending: the members decide when to trust
+// it, and the operator stops the node to give up.
 func (n *Node) postJoin(client *http.Client, body []byte) (*joinResponse, error) {
 	url := "https://" + n.cfg.Join.Target + JoinPath
 	deadline := time.Now().Add(time.Duration(n.cfg.Join.TimeoutMS) * time.Millisecond)
 	backoff := 100 * time.Millisecond
+	pendingPolls := 0
 	for {
 		status, raw, err := doJoin(client, url, body)
 		switch {
+		case err == nil && status == http.StatusAccepted:
+			var p joinPending
+			if err := app.DecodeJSON(raw, &p); err != nil {
+				return nil, fmt.Errorf("node: join answer from %s: %w", n.cfg.Join.Target, err)
+			}
+			if pendingPolls%30 == 0 { // every half minute or so
+				n.log.Info("waiting for the members to trust this node: they propose transition_node_to_trusted for it",
+					"node_id", p.NodeID, "status", p.Status, "via", n.cfg.Join.Target)
+			}
+			pendingPolls++
+			select {
+			case <-n.joinCtx.Done():
+				return nil, fmt.Errorf("node: stopped while node %s was %s: %w", p.NodeID, p.Status, n.joinCtx.Err())
+			case <-time.After(pendingPoll):
+			}
+			deadline = time.Now().Add(time.Duration(n.cfg.Join.TimeoutMS) * time.Millisecond)
+			continue
 		case err == nil && status == http.StatusOK:
 			var resp joinResponse
 			if err := app.DecodeJSON(raw, &resp); err != nil {
@@ -237,31 +268,27 @@ func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	nodeID := ids.NodeID(id)
-	v, _ := n.verifier.Verify(bundle, n.clock.Now())
-	info := nodeInfo{Cert: string(crypto.CertPEM(cert)), RPCAddress: req.RPCAddress, NodeAddress: req.NodeAddress, Status: nodeTrusted,
-		Platform: v.Platform, Measurement: v.Measurement.String(), Evidence: base64.StdEncoding.EncodeToString(req.Evidence)}
-	raw, err := json.Marshal(info)
-	if err != nil {
-		writeError(w, app.Errorf(http.StatusInternalServerError, app.CodeInternal, "%v", err))
-		return
-	}
-	tx := n.store.Begin()
-	tx.Put(app.NodesTable, []byte(nodeID), raw)
-	txid, err := n.commitTx(tx, [32]byte{})
-	if err != nil {
-		writeError(w, nodeError(err))
-		return
-	}
-	if aerr := n.awaitCommit(r.Context(), txid); aerr != nil {
+	status, aerr := n.recordJoiner(r, nodeID, cert, &req, bundle)
+	if aerr != nil {
 		writeError(w, aerr)
 		return
 	}
-	n.refreshPeers()
-	if err := n.addLearner(r.Context(), transport.RaftID(nodeID)); err != nil {
-		writeError(w, nodeError(err))
+	switch status {
+	case nodePending:
+		writeJSON(w, http.StatusAccepted, joinPending{NodeID: nodeID, Status: nodePending})
+		return
+	case nodeRetired:
+		writeError(w, app.Errorf(http.StatusForbidden, app.CodeJoinRefused, "node %s was retired from the service: a retired node cannot join again (start it with a new node key)", nodeID))
 		return
 	}
-	n.log.Info("admitted a node", "node_id", nodeID, "platform", v.Platform, "measurement", v.Measurement, "txid", txid)
+	n.refreshPeers()
+	if rid := transport.RaftID(nodeID); !n.inConfiguration(rid) {
+		if err := n.addLearner(r.Context(), rid); err != nil {
+			writeError(w, nodeError(err))
+			return
+		}
+		n.log.Info("admitted a node", "node_id", nodeID)
+	}
 	keyPEM, err := crypto.KeyPEM(n.serviceKey)
 	if err != nil {
 		writeError(w, app.Errorf(http.StatusInternalServerError, app.CodeInternal, "%v", err))
@@ -329,4 +356,57 @@ func (n *Node) scanTable(table kv.MapName, fn func(key, value []byte)) {
 		}
 		from = next
 	}
+}
+
+// recordJoiner returns the status of a joining node whose evidence the
+// primary has accepted, recording it first if it is new: Trusted if the
+// service trusts joiners automatically (service configuration
+// auto_trust_nodes), else Pending until the members accept a
+// transition_node_to_trusted proposal. The record keeps the evidence, so
+// an auditor can verify it again.
+func (n *Node) recordJoiner(r *http.Request, nodeID ids.NodeID, cert *x509.Certificate, req *joinRequest, bundle *attest.Bundle) (string, *app.Error) {
+	tx := n.store.Begin()
+	if raw, ok := tx.Get(app.NodesTable, []byte(nodeID)); ok {
+		var ni nodeInfo
+		if err := json.Unmarshal(raw, &ni); err != nil {
+			return "", app.Errorf(http.StatusInternalServerError, app.CodeInternal, "node %s: %v", nodeID, err)
+		}
+		return ni.Status, nil
+	}
+	var cfg gov.ServiceConfig
+	if raw, ok := tx.Get(gov.ServiceConfigTable, []byte(gov.ServiceConfigKey)); ok {
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			return "", app.Errorf(http.StatusInternalServerError, app.CodeInternal, "service configuration: %v", err)
+		}
+	}
+	status := nodePending
+	if cfg.AutoTrustNodes {
+		status = nodeTrusted
+	}
+	v, err := n.verifier.Verify(bundle, n.clock.Now())
+	if err != nil {
+		return "", app.Errorf(http.StatusForbidden, app.CodeJoinRefused, "%v", err)
+	}
+	info := nodeInfo{Cert: string(crypto.CertPEM(cert)), RPCAddress: req.RPCAddress, NodeAddress: req.NodeAddress, Status: status,
+		Platform: v.Platform, Measurement: v.Measurement.String(), Evidence: base64.StdEncoding.EncodeToString(req.Evidence)}
+	raw, err := json.Marshal(info)
+	if err != nil {
+		return "", app.Errorf(http.StatusInternalServerError, app.CodeInternal, "%v", err)
+	}
+	tx.Put(app.NodesTable, []byte(nodeID), raw)
+	txid, err := n.commitTx(tx, [32]byte{})
+	if err != nil {
+		return "", nodeError(err)
+	}
+	if aerr := n.awaitCommit(r.Context(), txid); aerr != nil {
+		return "", aerr
+	}
+	n.log.Info("recorded a joining node", "node_id", nodeID, "status", status, "platform", v.Platform, "measurement", v.Measurement, "txid", txid)
+	return status, nil
+}
+
+// inConfiguration reports whether raft id is a voter or learner.
+func (n *Node) inConfiguration(id uint64) bool {
+	m := n.replica.Membership()
+	return containsID(m.Voters, id) || containsID(m.Learners, id)
 }

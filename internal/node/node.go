@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,8 @@ import (
 	"github.com/cocoledger/coco/internal/attest"
 	"github.com/cocoledger/coco/internal/consensus"
 	"github.com/cocoledger/coco/internal/crypto"
+	"github.com/cocoledger/coco/internal/gov"
+	"github.com/cocoledger/coco/internal/gov/constitution"
 	"github.com/cocoledger/coco/internal/ids"
 	"github.com/cocoledger/coco/internal/kv"
 	"github.com/cocoledger/coco/internal/ledger"
@@ -60,6 +63,9 @@ type Options struct {
 	// over a transport.MemNetwork. The node records network.node_address
 	// as its address.
 	NewTransport func(local uint64, h transport.Handler, fh transport.ForwardHandler) (transport.Transport, error)
+	// Context, if set, stops Open when done while a joining node waits
+	// for the members to trust it (Run passes its own).
+	Context context.Context
 }
 
 // Node is one running Coco node.
@@ -72,9 +78,9 @@ type Node struct {
 	platform attest.Platform
 	verifier *attest.Registry
 
-	store  *kv.Store
-	ledger *ledger.Ledger
-	tree   *merkle.Tree
+	store   *kv.Store
+	ledger  *ledger.Ledger
+	tree    *merkle.Tree
 	secrets *crypto.LedgerSecrets
 
 	storage *consensus.Storage
@@ -143,6 +149,16 @@ type Node struct {
 	srv *httpServer
 	// callerCerts caches forwarded callers' parsed certificates.
 	callerCerts certCache
+
+	// joinCtx stops a join waiting for trust (Options.Context).
+	joinCtx context.Context
+
+	// retireRefused counts the ticks a retired node could not be removed.
+	retireRefused atomic.Uint64
+
+	govOnce   sync.Once
+	gov       *gov.Engine
+	svcStatus atomic.Pointer[serviceStatus]
 }
 
 // Open opens the node described by cfg: it creates a new service when the
@@ -157,7 +173,6 @@ func Open(cfg *Config, opts Options) (*Node, error) {
 		clock:        opts.Clock,
 		store:        kv.NewStore(),
 		tree:         merkle.New(),
-		apps:         app.NewRegistry(app.LoggingApp()...),
 		wake:         make(chan struct{}, 1),
 		stop:         make(chan struct{}),
 		loopDone:     make(chan struct{}),
@@ -165,6 +180,10 @@ func Open(cfg *Config, opts Options) (*Node, error) {
 	}
 	if n.log == nil {
 		n.log = slog.Default()
+	}
+	n.joinCtx = opts.Context
+	if n.joinCtx == nil {
+		n.joinCtx = context.Background()
 	}
 	if n.fs == nil {
 		n.fs = vfs.OS()
@@ -179,6 +198,7 @@ func Open(cfg *Config, opts Options) (*Node, error) {
 	n.committedCh.Store(&ch)
 	n.metrics = newMetrics(n)
 	n.builtins = n.buildNodeEndpoints()
+	n.apps = app.NewRegistry(append(app.LoggingApp(), n.govEndpoints()...)...)
 
 	var err error
 	if n.platform, err = attest.New(cfg.Attest.Platform, n.platformOptions()...); err != nil {
@@ -315,8 +335,8 @@ func (n *Node) start(opts Options) error {
 // when a node is created or joins: its presence says the node has all
 // three.
 const (
-	sealedServiceKey   = "service_key.sealed"
-	sealedNodeKey      = "node_key.sealed"
+	sealedServiceKey    = "service_key.sealed"
+	sealedNodeKey       = "node_key.sealed"
 	sealedLedgerSecrets = "ledger_secrets.sealed"
 )
 
@@ -470,17 +490,6 @@ func (n *Node) decodeWriteSet(e *ledger.Entry) (*kv.WriteSet, error) {
 	return kv.Merge(pub, priv)
 }
 
-// serviceInfo is the value of the service_info table's single key.
-type serviceInfo struct {
-	Cert   string `json:"cert"`
-	Status string `json:"status"`
-}
-
-// identityInfo is the value of a users or members table entry.
-type identityInfo struct {
-	Cert string `json:"cert"`
-}
-
 // nodeInfo is the value of a nodes table entry.
 type nodeInfo struct {
 	Cert        string `json:"cert"`
@@ -494,20 +503,21 @@ type nodeInfo struct {
 	Evidence string `json:"evidence,omitempty"`
 }
 
-// Node statuses in the nodes table.
+// Node statuses in the nodes table: governance moves a node between them.
 const (
-	nodeTrusted = "Trusted"
-	nodeRetired = "Retired"
+	nodePending = gov.NodePending
+	nodeTrusted = gov.NodeTrusted
+	nodeRetired = gov.NodeRetired
 )
 
-var serviceInfoKey = []byte("service")
+var serviceInfoKey = []byte(gov.ServiceInfoKey)
 
 func (n *Node) readServiceCert() (*x509.Certificate, error) {
 	raw, ok := n.store.Begin().Get(app.ServiceInfoTable, serviceInfoKey)
 	if !ok {
 		return nil, errors.New("node: ledger has no service info")
 	}
-	var info serviceInfo
+	var info gov.ServiceInfo
 	if err := json.Unmarshal(raw, &info); err != nil {
 		return nil, fmt.Errorf("node: service info: %w", err)
 	}
@@ -546,8 +556,9 @@ func (n *Node) endorseNode() (*x509.Certificate, error) {
 	return crypto.Endorse(n.rand, n.nodeKey.Public(), n.serviceKey, n.serviceCert, opts)
 }
 
-// writeGenesis commits the first transaction of a new service: its identity,
-// this node, and the consortium's initial members and users.
+// writeGenesis commits the first transaction of a new service: its
+// identity (Opening), this node, the join allow-list, the constitution and
+// the consortium's initial members (Accepted).
 func (n *Node) writeGenesis() error {
 	tx := n.store.Begin()
 	put := func(table kv.MapName, key []byte, v any) error {
@@ -558,7 +569,14 @@ func (n *Node) writeGenesis() error {
 		tx.Put(table, key, raw)
 		return nil
 	}
-	if err := put(app.ServiceInfoTable, serviceInfoKey, serviceInfo{Cert: string(crypto.CertPEM(n.serviceCert)), Status: "Open"}); err != nil {
+	if err := put(app.ServiceInfoTable, serviceInfoKey, gov.ServiceInfo{Cert: string(crypto.CertPEM(n.serviceCert)), Status: gov.ServiceOpening}); err != nil {
+		return err
+	}
+	src, err := n.genesisConstitution()
+	if err != nil {
+		return err
+	}
+	if err := put(gov.ConstitutionTable, []byte(gov.ConstitutionKey), src); err != nil {
 		return err
 	}
 	self, err := n.selfMeasurement()
@@ -575,22 +593,30 @@ func (n *Node) writeGenesis() error {
 			return err
 		}
 	}
-	for _, set := range []struct {
-		table kv.MapName
-		ids   []IdentityConfig
-	}{{app.MembersTable, n.cfg.Start.Members}, {app.UsersTable, n.cfg.Start.Users}} {
-		for _, ic := range set.ids {
-			raw, err := vfs.ReadFile(n.fs, ic.CertFile)
+	for _, ic := range n.cfg.Start.Members {
+		raw, err := vfs.ReadFile(n.fs, ic.CertFile)
+		if err != nil {
+			return fmt.Errorf("node: genesis member: %w", err)
+		}
+		cert, err := crypto.ParseCertPEM(raw)
+		if err != nil {
+			return fmt.Errorf("node: genesis member %s: %w", ic.CertFile, err)
+		}
+		m := gov.Member{Cert: string(crypto.CertPEM(cert)), Status: gov.MemberAccepted}
+		if f := ic.EncryptionKeyFile; f != "" {
+			raw, err := vfs.ReadFile(n.fs, f)
 			if err != nil {
-				return fmt.Errorf("node: genesis identity: %w", err)
+				return fmt.Errorf("node: genesis member encryption key: %w", err)
 			}
-			cert, err := crypto.ParseCertPEM(raw)
-			if err != nil {
-				return fmt.Errorf("node: genesis identity %s: %w", ic.CertFile, err)
+			if b, _ := pem.Decode(raw); b == nil || b.Type != "PUBLIC KEY" {
+				return fmt.Errorf("node: genesis member encryption key %s: not a PEM PUBLIC KEY", f)
+			} else if _, err := x509.ParsePKIXPublicKey(b.Bytes); err != nil {
+				return fmt.Errorf("node: genesis member encryption key %s: %w", f, err)
 			}
-			if err := put(set.table, []byte(ids.Fingerprint(cert.Raw)), identityInfo{Cert: string(crypto.CertPEM(cert))}); err != nil {
-				return err
-			}
+			m.EncryptionKey = string(raw)
+		}
+		if err := put(app.MembersTable, []byte(ids.Fingerprint(cert.Raw)), m); err != nil {
+			return err
 		}
 	}
 	id, err := n.commitTx(tx, [32]byte{})
@@ -655,3 +681,21 @@ func (n *Node) Err() error { return n.failed() }
 
 // View returns the node's current view: raft's current term.
 func (n *Node) View() ids.View { return ids.View(n.replica.Status().Term) }
+
+// genesisConstitution reads start.constitution_file (the default
+// constitution if none) and checks that it compiles: a service whose
+// constitution does not could never be governed.
+func (n *Node) genesisConstitution() (string, error) {
+	src := constitution.DefaultSource()
+	if f := n.cfg.Start.ConstitutionFile; f != "" {
+		raw, err := vfs.ReadFile(n.fs, f)
+		if err != nil {
+			return "", fmt.Errorf("node: constitution: %w", err)
+		}
+		src = string(raw)
+	}
+	if _, err := constitution.Compile(src, constitution.Limits{}); err != nil {
+		return "", fmt.Errorf("node: constitution %s: %w", n.cfg.Start.ConstitutionFile, err)
+	}
+	return src, nil
+}

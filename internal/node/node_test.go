@@ -61,7 +61,6 @@ data_dir = "data"
 cert_file = "service_cert.pem"
 [start]
 members = [{ cert_file = "member0_cert.pem" }]
-users = [{ cert_file = "user0_cert.pem" }]
 ` + extra
 	cfg, err := node.ParseConfig([]byte(raw), dir)
 	if err != nil {
@@ -89,7 +88,63 @@ func startWith(t *testing.T, dir string, cfg *node.Config, opts node.Options) *s
 	if err != nil {
 		t.Fatalf("open node: %v", err)
 	}
-	return serve(t, dir, cfg, n)
+	s := serve(t, dir, cfg, n)
+	s.openService()
+	return s
+}
+
+// member returns the member identity name in s.dir.
+func (s *service) member(name string) *client.Member {
+	s.t.Helper()
+	certPEM, err := os.ReadFile(filepath.Join(s.dir, name+"_cert.pem"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(s.dir, name+"_privk.pem"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	m, err := client.ParseMember(certPEM, keyPEM)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return m
+}
+
+// openService governs a new service as its one member, member0, would:
+// it acknowledges its membership, then proposes and accepts user0 as a
+// user, the opening of the service, and the extra actions. A service that
+// is already open (a restarted node) is left alone.
+func (s *service) openService(extra ...client.Action) {
+	s.t.Helper()
+	ctx := context.Background()
+	mc := s.client("member0")
+	svc, err := mc.Service(ctx)
+	if err != nil {
+		s.t.Fatalf("GET /gov/service: %v", err)
+	}
+	if svc.Status != "Opening" {
+		return
+	}
+	m := s.member("member0")
+	if err := mc.Ack(ctx, m); err != nil {
+		s.t.Fatalf("member0 ack: %v", err)
+	}
+	userPEM, err := os.ReadFile(filepath.Join(s.dir, "user0_cert.pem"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	actions := append([]client.Action{
+		{Name: "set_user", Args: map[string]string{"cert": string(userPEM)}},
+		{Name: "transition_service_to_open", Args: map[string]any{}},
+	}, extra...)
+	p, err := mc.ProposeActions(ctx, m, actions...)
+	if err != nil {
+		s.t.Fatalf("propose opening: %v", err)
+	}
+	if p, err = mc.Vote(ctx, m, p.ProposalID, true); err != nil || p.State != "Accepted" {
+		s.t.Fatalf("vote opening: %+v, %v", p, err)
+	}
 }
 
 // serve serves an opened node on a fresh 127.0.0.1 port until the test

@@ -242,14 +242,44 @@ func (n *Node) tickDuties() {
 		return
 	}
 	m := n.replica.Membership()
-	caught := m.CaughtUpLearners(n.applied.Load())
-	if len(caught) == 0 {
+	if caught := m.CaughtUpLearners(n.applied.Load()); len(caught) > 0 {
+		cc := raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode, NodeID: caught[0]}}}
+		if err := n.proposeConfChange(cc); err != nil && !errors.Is(err, errConfPending) {
+			n.log.Warn("could not promote a caught-up learner", "raft_id", raftIDString(caught[0]), "err", err)
+		}
 		return
 	}
-	cc := raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode, NodeID: caught[0]}}}
-	if err := n.proposeConfChange(cc); err != nil && !errors.Is(err, errConfPending) {
-		n.log.Warn("could not promote a caught-up learner", "raft_id", raftIDString(caught[0]), "err", err)
+	n.retireOne(m)
+}
+
+// retireOne removes from the raft configuration one node that governance
+// retired (remove_node) and that is still in it. Governance checked that
+// the removal leaves a working majority when it was accepted; the check
+// is made again here, as the cluster may have changed since.
+func (n *Node) retireOne(m consensus.Membership) {
+	var rid uint64
+	var id ids.NodeID
+	n.eachNode(func(nid ids.NodeID, ni nodeInfo) {
+		r := transport.RaftID(nid)
+		if rid == 0 && ni.Status == nodeRetired && (containsID(m.Voters, r) || containsID(m.Learners, r)) {
+			rid, id = r, nid
+		}
+	})
+	if rid == 0 {
+		return
 	}
+	if err := m.CheckRemoval(rid); err != nil {
+		if n.retireRefused.Add(1)%200 == 1 { // about every 10 s at the default tick
+			n.log.Warn("a retired node stays in the configuration for now", "node_id", id, "err", err)
+		}
+		return
+	}
+	cc := raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeRemoveNode, NodeID: rid}}}
+	if err := n.proposeConfChange(cc); err != nil && !errors.Is(err, errConfPending) {
+		n.log.Warn("could not remove a retired node from the configuration", "node_id", id, "err", err)
+		return
+	}
+	n.log.Info("removing a retired node from the configuration", "node_id", id)
 }
 
 var errConfPending = errors.New("node: a configuration change is pending")

@@ -16,6 +16,9 @@ const RPCAddressFile = "rpc_address"
 // Run opens the node, listens on its RPC address and serves until ctx ends,
 // then shuts down cleanly.
 func Run(ctx context.Context, cfg *Config, opts Options) error {
+	if opts.Context == nil {
+		opts.Context = ctx
+	}
 	n, err := Open(cfg, opts)
 	if err != nil {
 		return err

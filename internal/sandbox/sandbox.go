@@ -97,18 +97,43 @@ func Run(ctx context.Context, opts Options) error {
 	// rejoins as itself, and none waits for an election to be ready.
 	exited := make(chan *child, len(nodes))
 	serviceCert := filepath.Join(ws, "service_cert.pem")
+	say := func(format string, args ...any) {
+		if opts.Out != nil {
+			fmt.Fprintf(opts.Out, format+"\n", args...)
+		}
+	}
+	var members *consortium
+	defer func() {
+		if members != nil {
+			members.close()
+		}
+	}()
 	for i, nd := range nodes {
 		c, err := startChild(opts.Binary, nd, exited)
 		if err != nil {
 			return err
 		}
 		children = append(children, c)
-		addr, err := waitReady(ctx, c, serviceCert, opts.ReadyTimeout, exited)
+		// A new node waits Pending until the members trust it: they do,
+		// while it waits.
+		var poll func() error
+		if members != nil {
+			poll = func() error { return members.trustPending(ctx, say) }
+		}
+		addr, err := waitReady(ctx, c, serviceCert, opts.ReadyTimeout, exited, poll)
 		if err != nil {
 			return err
 		}
 		nodes[i].RPCAddress = addr
 		nodes[i].PID = c.cmd.Process.Pid
+		if i == 0 {
+			if members, err = newConsortium(ws, addr); err != nil {
+				return err
+			}
+			if err := members.open(ctx, say); err != nil {
+				return err
+			}
+		}
 	}
 	m := Manifest{ServiceCert: serviceCert, Nodes: nodes}
 	raw, err := json.MarshalIndent(m, "", "  ")
@@ -139,9 +164,14 @@ func prepare(ws string, opts Options) ([]NodeEntry, error) {
 	if err := os.MkdirAll(ws, 0o755); err != nil {
 		return nil, err
 	}
-	for _, name := range []string{"member0", "user0"} {
+	for _, name := range []string{memberName(0), memberName(1), memberName(2), "user0"} {
 		if _, err := os.Stat(filepath.Join(ws, name+"_cert.pem")); errors.Is(err, os.ErrNotExist) {
 			if _, _, err := Keygen(ws, name); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := os.Stat(filepath.Join(ws, name+"_enc_pubk.pem")); name != "user0" && errors.Is(err, os.ErrNotExist) {
+			if _, _, err := KeygenEncryption(ws, name); err != nil {
 				return nil, err
 			}
 		}
@@ -204,9 +234,14 @@ func writeNodeConfig(dir, name, rpc, nodeAddr, joinTarget string, chunkSize int6
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	role := `[start]
-members = [{ cert_file = "../member0_cert.pem" }]
-users = [{ cert_file = "../user0_cert.pem" }]`
+	role := `# The consortium's first members; they open the service and add users
+# by proposal, as "coco sandbox" did (coco gov ...).
+[start]
+members = [
+  { cert_file = "../member0_cert.pem", encryption_key_file = "../member0_enc_pubk.pem" },
+  { cert_file = "../member1_cert.pem", encryption_key_file = "../member1_enc_pubk.pem" },
+  { cert_file = "../member2_cert.pem", encryption_key_file = "../member2_enc_pubk.pem" },
+]`
 	if joinTarget != "" {
 		role = fmt.Sprintf(`# This node joins the service through node0 the first time it starts;
 # afterwards it rejoins as itself (its identity is sealed in data/).
@@ -304,11 +339,14 @@ func (c *child) stop(grace time.Duration) {
 
 // waitReady waits until the node has written its bound address and answers
 // /node/ready over TLS pinned to the service certificate.
-func waitReady(ctx context.Context, c *child, serviceCert string, timeout time.Duration, exited <-chan *child) (string, error) {
+// poll, if set, runs about every half second meanwhile (the members
+// trusting a joining node); its error ends the wait.
+func waitReady(ctx context.Context, c *child, serviceCert string, timeout time.Duration, exited <-chan *child, poll func() error) (string, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	polls := every{interval: 500 * time.Millisecond}
 	for {
 		select {
 		case <-ctx.Done():
@@ -317,7 +355,12 @@ func waitReady(ctx context.Context, c *child, serviceCert string, timeout time.D
 			return "", fmt.Errorf("sandbox: node %s not ready after %s; see %s", c.name, timeout, c.logPath)
 		case e := <-exited:
 			return "", fmt.Errorf("sandbox: node %s exited before it was ready (%v):\n%s", e.name, e.err, tail(e.logPath, 20))
-		case <-tick.C:
+		case now := <-tick.C:
+			if poll != nil && polls.due(now) {
+				if err := poll(); err != nil {
+					return "", err
+				}
+			}
 		}
 		raw, err := os.ReadFile(filepath.Join(c.dataDir, node.RPCAddressFile))
 		if err != nil {
