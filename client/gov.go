@@ -16,6 +16,7 @@ import (
 
 	cococrypto "github.com/cocoledger/coco/internal/crypto"
 	"github.com/cocoledger/coco/internal/gov/signedreq"
+	"github.com/cocoledger/coco/internal/ids"
 )
 
 // Member is a consortium member's identity: it signs governance requests.
@@ -40,6 +41,9 @@ func ParseMember(certPEM, keyPEM []byte) (*Member, error) {
 	}
 	return &Member{Cert: cert, Key: key}, nil
 }
+
+// ID is the member's id: the lowercase hex SHA-256 of its DER certificate.
+func (m *Member) ID() string { return ids.Fingerprint(m.Cert.Raw) }
 
 // Governance request kinds, for Sign.
 const (

@@ -19,7 +19,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newKeygenCmd(), newNodeCmd(), newSandboxCmd(), newLedgerCmd(), newReceiptCmd(), newBenchCmd())
+	root.AddCommand(newKeygenCmd(), newNodeCmd(), newSandboxCmd(), newLedgerCmd(), newReceiptCmd(), newBenchCmd(), newGovCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "coco:", err)
 		os.Exit(1)
