@@ -17,6 +17,7 @@ import (
 
 	"github.com/cocoledger/coco/client"
 	"github.com/cocoledger/coco/internal/attest"
+	"github.com/cocoledger/coco/internal/audit"
 	"github.com/cocoledger/coco/internal/consensus"
 	"github.com/cocoledger/coco/internal/ids"
 	"github.com/cocoledger/coco/internal/node"
@@ -492,12 +493,12 @@ func TestClusterRemoveNode(t *testing.T) {
 	}
 }
 
-// TestClusterLedgerRekey: a rekey transaction brings a new ledger secret
-// to every node; the entries after it are encrypted under it and not
+// TestClusterLedgerRekey: an accepted trigger_ledger_rekey proposal brings
+// a new ledger secret to every node; the entries after it are encrypted under it and not
 // under the old one, and all history still reads on every node, on a node
 // that joins afterwards and on one that restarts. A rekey executed by a
 // primary that cannot commit is forgotten with the rest of its lost
-// suffix.
+// suffix. Every ledger audits afterwards.
 func TestClusterLedgerRekey(t *testing.T) {
 	c := newCluster(t, 3, "")
 	ctx := context.Background()
@@ -512,11 +513,17 @@ func TestClusterLedgerRekey(t *testing.T) {
 	for i := range 6 {
 		write(i%3, i)
 	}
-	p := c.primary()
-	rekey, err := c.nodes[p].node.RekeyForTest()
+	// The members rekey the ledger by proposal, through a backup.
+	via := c.nodes[(c.primary()+1)%3]
+	mc, m := via.client("member0"), via.member("member0")
+	prop, err := mc.ProposeActions(ctx, m, client.Action{Name: "trigger_ledger_rekey", Args: map[string]any{}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if prop, err = mc.Vote(ctx, m, prop.ProposalID, true); err != nil || prop.State != "Accepted" {
+		t.Fatalf("trigger_ledger_rekey: %+v, %v", prop, err)
+	}
+
 	var after []ids.TxID
 	for i := 6; i < 12; i++ {
 		after = append(after, write(i%3, i))
@@ -558,8 +565,8 @@ func TestClusterLedgerRekey(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := secrets.At(rekey.Seqno).Open(nil, e.View, e.Seqno, e.Private, e.AppendAAD(nil)); err == nil {
-				t.Fatalf("%s: entry %s after the rekey at %s opens with the old secret", s.cfg.Name, id, rekey)
+			if _, err := secrets.At(1).Open(nil, e.View, e.Seqno, e.Private, e.AppendAAD(nil)); err == nil {
+				t.Fatalf("%s: entry %s after the rekey opens with the service's first secret", s.cfg.Name, id)
 			}
 			if _, err := secrets.At(e.Seqno).Open(nil, e.View, e.Seqno, e.Private, e.AppendAAD(nil)); err != nil {
 				t.Fatalf("%s: entry %s does not open with the new secret: %v", s.cfg.Name, id, err)
@@ -599,5 +606,13 @@ func TestClusterLedgerRekey(t *testing.T) {
 	readAll()
 	if n := c.nodes[old].node.LedgerSecretsForTest().Len(); n != 2 {
 		t.Fatalf("the old primary holds %d secrets after rolling back its lost rekey; want 2", n)
+	}
+	// Every ledger still audits, history and all.
+	for _, s := range c.nodes {
+		dir, cert := s.cfg.Storage.LedgerDir, s.node.ServiceCert()
+		s.stop()
+		if _, err := audit.Verify(vfs.OS(), dir, cert); err != nil {
+			t.Fatalf("%s: ledger verify after the rekey: %v", s.cfg.Name, err)
+		}
 	}
 }

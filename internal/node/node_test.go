@@ -529,3 +529,38 @@ func TestSignatureIntervals(t *testing.T) {
 		})
 	}
 }
+
+// TestGovernanceConstitutionLimits: a constitution whose resolve never
+// returns is stopped by the time limit; the proposal it was deciding is
+// Failed with the reason, and the node keeps serving.
+func TestGovernanceConstitutionLimits(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, dir, newConfig(t, dir, ""))
+	ctx := context.Background()
+	mc, m := s.client("member0"), s.member("member0")
+	looping := `export function validate(input) { return { valid: true, description: "" }; }
+export function resolve(proposal, proposerId, votes) { for (;;) {} }
+export function apply(proposal, proposalId) {}
+`
+	p, err := mc.ProposeActions(ctx, m, client.Action{Name: "set_constitution", Args: map[string]string{"constitution": looping}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err = mc.Vote(ctx, m, p.ProposalID, true); err != nil || p.State != "Accepted" {
+		t.Fatalf("set_constitution: %+v, %v", p, err)
+	}
+	p, err = mc.ProposeActions(ctx, m, client.Action{Name: "transition_service_to_open", Args: map[string]any{}})
+	if err != nil {
+		t.Fatalf("propose under a looping constitution: %v", err)
+	}
+	if p.State != "Failed" || !strings.Contains(p.Failure, "resolve") || !strings.Contains(p.Failure, "time limit") {
+		t.Fatalf("proposal under a looping resolve: %+v; want Failed by the time limit", p)
+	}
+	if _, err := s.client("user0").LogWrite(ctx, client.Private, 1, "still serving", client.WriteOptions{WaitCommit: true}); err != nil {
+		t.Fatalf("write after the limit stopped resolve: %v", err)
+	}
+	got, err := mc.GovProposal(ctx, p.ProposalID)
+	if err != nil || got.State != "Failed" {
+		t.Fatalf("the failed proposal as recorded: %+v, %v", got, err)
+	}
+}
