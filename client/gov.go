@@ -84,6 +84,10 @@ type Proposal struct {
 	// Proposal is the proposal itself ({"actions": [...]}); only
 	// GovProposal fills it.
 	Proposal json.RawMessage `json:"proposal,omitempty"`
+	// TransactionID is the transaction of the request that returned the
+	// proposal (a proposal, ballot or withdrawal): once it is committed,
+	// every node applies what it did. Empty for reads.
+	TransactionID string `json:"transaction_id,omitempty"`
 }
 
 // Ballot is a member's ballot: a vote, or a JS ballot module.
@@ -115,9 +119,17 @@ func (c *Client) postSigned(ctx context.Context, m *Member, path, kind, proposal
 }
 
 // PostSigned posts an already signed governance request to path and
-// decodes the answer into out.
+// decodes the answer into out. A *Proposal also gets the transaction id.
 func (c *Client) PostSigned(ctx context.Context, path string, signed []byte, out any) error {
-	return c.callAs(ctx, http.MethodPost, path, "application/cose", signed, func(r *http.Response) error { return decodeBody(r, out) })
+	return c.callAs(ctx, http.MethodPost, path, "application/cose", signed, func(r *http.Response) error {
+		if err := decodeBody(r, out); err != nil {
+			return err
+		}
+		if p, ok := out.(*Proposal); ok {
+			p.TransactionID = r.Header.Get(txIDHeader)
+		}
+		return nil
+	})
 }
 
 // Propose submits proposal ({"actions": [...]}, JSON) signed by m, an

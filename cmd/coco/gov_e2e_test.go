@@ -75,6 +75,14 @@ func TestGovernanceCLI(t *testing.T) {
 	if doc, out, err = govJSON(t, sb, "member1", nil, "vote", id, "--accept"); err != nil || doc["state"] != "Accepted" {
 		t.Fatalf("second vote: %v\n%s", err, out)
 	}
+	// Node 1 applies the new user once the vote's transaction commits.
+	voteTx, err := client.ParseTxID(doc["transaction_id"].(string))
+	if err != nil {
+		t.Fatalf("the vote's transaction id: %v\n%s", err, out)
+	}
+	if err := sb.clientOf(1).WaitCommitted(ctx, voteTx); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := user1.LogWrite(ctx, client.Private, 1, "hello", client.WriteOptions{WaitCommit: true}); err != nil {
 		t.Fatalf("user1 write after set_user: %v", err)
 	}
@@ -126,9 +134,15 @@ func TestGovernanceCLI(t *testing.T) {
 		t.Fatalf("refused ballots changed the proposal: %+v, %v", pr, err)
 	}
 	for _, m := range []string{"member0", "member1"} {
-		if _, out, err := govJSON(t, sb, m, nil, "vote", rmID, "--accept"); err != nil {
+		if doc, out, err = govJSON(t, sb, m, nil, "vote", rmID, "--accept"); err != nil {
 			t.Fatalf("%s votes: %v\n%s", m, err, out)
 		}
+	}
+	if voteTx, err = client.ParseTxID(doc["transaction_id"].(string)); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.clientOf(1).WaitCommitted(ctx, voteTx); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := user1.LogRead(ctx, client.Private, 1); !isStatus(err, http.StatusUnauthorized) {
 		t.Fatalf("removed user read: %v", err)
@@ -136,9 +150,68 @@ func TestGovernanceCLI(t *testing.T) {
 	if _, err := sb.clientOf(1).LogRead(ctx, client.Private, 1); err != nil {
 		t.Fatalf("user0 still reads: %v", err)
 	}
-	if out, err := coco(t, "gov", "list", "--workspace", ws); err != nil || strings.Count(out, "Accepted") < 4 {
+	if out, err := coco(t, "gov", "list", "--workspace", ws); err != nil || strings.Count(out, "Accepted") != 5 {
 		t.Fatalf("gov list: %v\n%s", err, out)
 	}
+
+	// The history in a ledger is what happened, and verifies offline: the
+	// sandbox's 12 requests (3 acknowledgements; opening the service and
+	// trusting two nodes, a proposal and two ballots each) and this test's
+	// 6, not the refused ones.
+	if err := sb.stop(); err != nil {
+		t.Fatal(err)
+	}
+	out, err = coco(t, "ledger", "gov-history", sb.manifest.Nodes[1].LedgerDir, "--service-cert", sb.manifest.ServiceCert, "--json")
+	if err != nil {
+		t.Fatalf("gov-history: %v\n%s", err, out)
+	}
+	var hist struct {
+		Events []struct {
+			Kind       string          `json:"kind"`
+			MemberID   string          `json:"member_id"`
+			ProposalID string          `json:"proposal_id"`
+			State      string          `json:"state"`
+			Payload    json.RawMessage `json:"payload"`
+		} `json:"events"`
+		Verified int `json:"verified_requests"`
+	}
+	if err := json.Unmarshal([]byte(out), &hist); err != nil {
+		t.Fatal(err)
+	}
+	var mine []string
+	for _, e := range hist.Events {
+		switch {
+		case e.ProposalID == id || e.ProposalID == rmID:
+			who := map[string]string{id: "set_user", rmID: "remove_user"}[e.ProposalID]
+			if e.Kind != "" {
+				mine = append(mine, who+" "+e.Kind+" "+memberName(t, ws, e.MemberID))
+			} else {
+				mine = append(mine, who+" "+e.State)
+			}
+		}
+	}
+	want := []string{
+		"set_user proposal member0", "set_user Open", "set_user ballot member0", "set_user ballot member1", "set_user Accepted",
+		"remove_user proposal member2", "remove_user Open", "remove_user ballot member0", "remove_user ballot member1", "remove_user Accepted",
+	}
+	if hist.Verified != 18 || strings.Join(mine, "; ") != strings.Join(want, "; ") {
+		t.Fatalf("governance history: %d verified requests, events\n%s\nwant 18 and\n%s", hist.Verified, strings.Join(mine, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// memberName names a member id by the workspace identity it belongs to.
+func memberName(t *testing.T, ws, id string) string {
+	t.Helper()
+	for _, name := range []string{"member0", "member1", "member2"} {
+		raw, err := os.ReadFile(filepath.Join(ws, name+"_cert.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fingerprintPEM(t, raw) == id {
+			return name
+		}
+	}
+	return id
 }
 
 func isStatus(err error, status int) bool {

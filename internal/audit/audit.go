@@ -43,14 +43,31 @@ type Report struct {
 	// it is proven.
 	LastSigned ids.TxID
 	// Unsigned counts entries after the last signature (not yet provable).
-	Unsigned    uint64
+	Unsigned uint64
+	// GovRequests counts the signed governance requests verified against
+	// the members of their time.
+	GovRequests uint64
 	ServiceCert *x509.Certificate
 }
 
 // Verify audits the ledger in dir. serviceCert may be nil (trust the
 // genesis transaction).
 func Verify(fsys vfs.FS, dir string, serviceCert *x509.Certificate) (*Report, error) {
+	return verify(fsys, dir, serviceCert, nil)
+}
+
+// GovHistory audits the ledger in dir, as Verify does, and returns its
+// governance history: every signed request, verified, and every change of
+// a proposal's state, in ledger order.
+func GovHistory(fsys vfs.FS, dir string, serviceCert *x509.Certificate) ([]GovEvent, *Report, error) {
+	var events []GovEvent
+	rep, err := verify(fsys, dir, serviceCert, func(e GovEvent) { events = append(events, e) })
+	return events, rep, err
+}
+
+func verify(fsys vfs.FS, dir string, serviceCert *x509.Certificate, onGov func(GovEvent)) (*Report, error) {
 	rep := &Report{ServiceCert: serviceCert}
+	var govs *govState
 	tree := merkle.New()
 	sawTx := false
 	err := ledger.ScanDir(fsys, dir, func(pos ledger.Position, e *ledger.Entry) error {
@@ -71,7 +88,13 @@ func Verify(fsys vfs.FS, dir string, serviceCert *x509.Certificate) (*Report, er
 				if err := rep.checkGenesis(ws); err != nil {
 					return fail(err, "genesis: %v", err)
 				}
+				govs = newGovState(rep.ServiceCert, onGov)
 			}
+			n, err := govs.check(ids.TxID{View: e.View, Seqno: e.Seqno}, ws)
+			if err != nil {
+				return fail(err, "%v", err)
+			}
+			rep.GovRequests += uint64(n)
 			rep.Unsigned++
 		case ledger.KindRaft:
 			// Consensus entries (configuration changes, a new leader's
