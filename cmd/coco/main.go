@@ -19,6 +19,9 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// Results go to standard output (cobra prints to standard error
+	// unless told otherwise), errors to standard error.
+	root.SetOut(os.Stdout)
 	root.AddCommand(newKeygenCmd(), newNodeCmd(), newSandboxCmd(), newLedgerCmd(), newReceiptCmd(), newBenchCmd(), newGovCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "coco:", err)
