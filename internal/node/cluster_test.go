@@ -18,7 +18,6 @@ import (
 	"github.com/cocoledger/coco/client"
 	"github.com/cocoledger/coco/internal/attest"
 	"github.com/cocoledger/coco/internal/audit"
-	"github.com/cocoledger/coco/internal/consensus"
 	"github.com/cocoledger/coco/internal/ids"
 	"github.com/cocoledger/coco/internal/node"
 	"github.com/cocoledger/coco/internal/transport"
@@ -132,27 +131,49 @@ func (c *cluster) add(t *testing.T, i int, extra string) {
 
 func (c *cluster) tryAdd(t *testing.T, i int, extra string, fsys vfs.FS) error {
 	t.Helper()
-	logs := &syncBuffer{}
-	var raftID uint64
+	o := c.open(t, i, extra, fsys)
+	return c.attach(t, i, o)
+}
+
+// opened is a node Open returned (or its error), not yet part of the
+// cluster.
+type opened struct {
+	n      *node.Node
+	cfg    *node.Config
+	raftID uint64
+	logs   *syncBuffer
+	err    error
+}
+
+// open opens node i without touching the cluster's slices, so it may run
+// in another goroutine (a join that waits for trust).
+func (c *cluster) open(t *testing.T, i int, extra string, fsys vfs.FS) opened {
+	o := opened{logs: &syncBuffer{}, cfg: c.config(t, i, extra)}
 	opts := node.Options{
 		FS:     fsys,
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Logger: slog.New(slog.NewTextHandler(o.logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		NewTransport: func(local uint64, h transport.Handler, fh transport.ForwardHandler) (transport.Transport, error) {
-			raftID = local
+			o.raftID = local
 			return c.net.JoinWithForward(local, h, fh), nil
 		},
 	}
-	cfg := c.config(t, i, extra)
-	n, err := node.Open(cfg, opts)
+	o.n, o.err = node.Open(o.cfg, opts)
+	return o
+}
+
+// attach serves an opened node as node i of the cluster; node 0, new,
+// is governed open.
+func (c *cluster) attach(t *testing.T, i int, o opened) error {
+	t.Helper()
 	if i < len(c.logs) {
-		c.logs[i] = logs
+		c.logs[i] = o.logs
 	} else {
-		c.logs = append(c.logs, logs)
+		c.logs = append(c.logs, o.logs)
 	}
-	if err != nil {
-		return err
+	if o.err != nil {
+		return o.err
 	}
-	s := serve(t, c.root, cfg, n)
+	s := serve(t, c.root, o.cfg, o.n)
 	if i == 0 {
 		// The members let nodes whose evidence is accepted join without
 		// a vote each (TestClusterJoinWaitsForTrust votes).
@@ -160,10 +181,10 @@ func (c *cluster) tryAdd(t *testing.T, i int, extra string, fsys vfs.FS) error {
 	}
 	if i < len(c.nodes) {
 		c.nodes[i] = s
-		c.ids[i] = raftID
+		c.ids[i] = o.raftID
 	} else {
 		c.nodes = append(c.nodes, s)
-		c.ids = append(c.ids, raftID)
+		c.ids = append(c.ids, o.raftID)
 	}
 	return nil
 }
@@ -441,16 +462,33 @@ func TestClusterJoinRequestsAreChecked(t *testing.T) {
 	}
 }
 
-// TestClusterRemoveNode retires nodes through Node.RemoveNode (what
-// governance will call): a removal that would leave the active voters
-// short of a majority is refused with the reason, one that keeps a
-// working quorum goes through, and the service keeps committing.
+// govern has member0 propose actions through node i and vote for them:
+// with one member, the proposal is decided at once.
+func (c *cluster) govern(i int, actions ...client.Action) *client.Proposal {
+	c.t.Helper()
+	ctx := context.Background()
+	mc, m := c.nodes[i].client("member0"), c.nodes[i].member("member0")
+	p, err := mc.ProposeActions(ctx, m, actions...)
+	if err != nil {
+		c.t.Fatalf("propose %v: %v", actions, err)
+	}
+	if p, err = mc.Vote(ctx, m, p.ProposalID, true); err != nil {
+		c.t.Fatalf("vote on %v: %v", actions, err)
+	}
+	return p
+}
+
+// TestClusterRemoveNode: remove_node retires a node and the primary takes
+// it out of the raft configuration; a removal that would leave no working
+// majority fails the proposal with the reason, and nothing changes.
 func TestClusterRemoveNode(t *testing.T) {
 	c := newCluster(t, 3, "")
 	ctx := context.Background()
 	p := c.primary()
 	a, b := (p+1)%3, (p+2)%3
-	primary := c.nodes[p].node
+	remove := func(i int) client.Action {
+		return client.Action{Name: "remove_node", Args: map[string]string{"node_id": string(c.nodes[i].node.NodeID())}}
+	}
 
 	// With a isolated, removing b would leave the primary and a silent
 	// node: no working majority.
@@ -466,15 +504,17 @@ func TestClusterRemoveNode(t *testing.T) {
 		pr, ok := st.Progress[aID]
 		return err == nil && ok && !pr.RecentActive
 	})
-	err := primary.RemoveNode(ctx, c.nodes[b].node.NodeID())
-	if !errors.Is(err, consensus.ErrRemovalRefused) || !strings.Contains(err.Error(), "majority") {
-		t.Fatalf("removing a live voter while another is isolated: %v, want a refusal naming the lost majority", err)
+	if prop := c.govern(p, remove(b)); prop.State != "Failed" || !strings.Contains(prop.Failure, "majority") {
+		t.Fatalf("removing a live voter while another is isolated: %+v; want Failed naming the lost majority", prop)
 	}
 	c.net.Heal()
+	if got := c.nodes[p].node.Voters(); got != 3 {
+		t.Fatalf("%d voters after a refused removal; want 3", got)
+	}
 
 	// Removing the isolated-then-healed node a keeps a quorum.
-	if err := primary.RemoveNode(ctx, c.nodes[a].node.NodeID()); err != nil {
-		t.Fatalf("remove %s: %v", c.nodes[a].cfg.Name, err)
+	if prop := c.govern(p, remove(a)); prop.State != "Accepted" {
+		t.Fatalf("remove %s: %+v", c.nodes[a].cfg.Name, prop)
 	}
 	c.waitMembers(2)
 	id, err := c.nodes[p].client("user0").LogWrite(ctx, client.Public, 1, "after the removal", client.WriteOptions{WaitCommit: true})
@@ -490,6 +530,65 @@ func TestClusterRemoveNode(t *testing.T) {
 		if nd.NodeID == c.nodes[a].node.NodeID() && nd.Status != "Retired" {
 			t.Fatalf("the removed node is %q in the nodes table, want Retired", nd.Status)
 		}
+	}
+}
+
+// TestClusterJoinWaitsForTrust: without auto-trust, a joining node whose
+// evidence is accepted is Pending, and stays out of the configuration,
+// until the members accept transition_node_to_trusted for it.
+func TestClusterJoinWaitsForTrust(t *testing.T) {
+	c := &cluster{t: t, root: t.TempDir(), net: transport.NewMemNetwork(1), manualTrust: true}
+	newConfig(t, c.root, "")
+	done := make(chan struct{})
+	pumped := make(chan struct{})
+	go func() {
+		defer close(pumped)
+		for {
+			select {
+			case <-c.net.Sent():
+				c.net.Deliver()
+			case <-done:
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { close(done); <-pumped })
+	c.add(t, 0, "")
+	joined := make(chan opened, 1)
+	go func() { joined <- c.open(t, 1, "", nil) }()
+
+	ctx := context.Background()
+	var pending ids.NodeID
+	c.eventually("the joining node to be recorded Pending", func() bool {
+		nw, err := c.nodes[0].client("user0").Network(ctx)
+		if err != nil {
+			return false
+		}
+		for _, nd := range nw.Nodes {
+			if nd.Status == "Pending" {
+				pending = nd.NodeID
+				return true
+			}
+		}
+		return false
+	})
+	select {
+	case o := <-joined:
+		t.Fatalf("the node joined before the members trusted it (%v)", o.err)
+	default:
+	}
+	if got := c.nodes[0].node.Voters(); got != 1 {
+		t.Fatalf("%d voters while the joiner is Pending; want 1", got)
+	}
+	if prop := c.govern(0, client.Action{Name: "transition_node_to_trusted", Args: map[string]string{"node_id": string(pending)}}); prop.State != "Accepted" {
+		t.Fatalf("transition_node_to_trusted: %+v", prop)
+	}
+	if err := c.attach(t, 1, <-joined); err != nil {
+		t.Fatalf("join after the members trusted the node: %v", err)
+	}
+	c.waitMembers(2)
+	if c.nodes[1].node.NodeID() != pending {
+		t.Fatalf("the node that joined is %s, the one trusted %s", c.nodes[1].node.NodeID(), pending)
 	}
 }
 

@@ -360,40 +360,6 @@ func (n *Node) checkConfLeaves() error {
 	return nil
 }
 
-// RemoveNode retires a node: it proposes removing it from the raft
-// configuration, refused if the remaining voters could not form a working
-// quorum, and marks it Retired in the nodes table. Governance calls it.
-func (n *Node) RemoveNode(ctx context.Context, id ids.NodeID) error {
-	rid := transport.RaftID(id)
-	if err := n.replica.Membership().CheckRemoval(rid); err != nil {
-		return err
-	}
-	tx := n.store.Begin()
-	raw, ok := tx.Get(app.NodesTable, []byte(id))
-	if !ok {
-		return fmt.Errorf("node: no node %s", id)
-	}
-	var ni nodeInfo
-	if err := json.Unmarshal(raw, &ni); err != nil {
-		return fmt.Errorf("node: node %s: %w", id, err)
-	}
-	ni.Status = nodeRetired
-	val, err := json.Marshal(ni)
-	if err != nil {
-		return err
-	}
-	tx.Put(app.NodesTable, []byte(id), val)
-	txid, err := n.commitTx(tx, [32]byte{})
-	if err != nil {
-		return err
-	}
-	if err := n.waitCommitted(ctx, txid); err != nil {
-		return err
-	}
-	cc := raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeRemoveNode, NodeID: rid}}}
-	return n.retryConfChange(ctx, cc)
-}
-
 // loadServiceCertFile reads the pinned service certificate of a node that
 // joined (its ledger may not hold the service info yet).
 func (n *Node) loadServiceCertFile() (*x509.Certificate, error) {
