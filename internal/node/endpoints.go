@@ -232,9 +232,16 @@ func (n *Node) buildReceipt(id ids.TxID) (*receipt.Receipt, error) {
 
 // serveAPI describes every endpoint as a minimal OpenAPI 3.1 document.
 func (n *Node) serveAPI(w http.ResponseWriter, _ *http.Request) {
+	type param struct {
+		Name     string            `json:"name"`
+		In       string            `json:"in"`
+		Required bool              `json:"required"`
+		Schema   map[string]string `json:"schema"`
+	}
 	type op struct {
-		Summary  string                `json:"summary"`
-		Security []map[string][]string `json:"security,omitempty"`
+		Summary    string                `json:"summary"`
+		Parameters []param               `json:"parameters,omitempty"`
+		Security   []map[string][]string `json:"security,omitempty"`
 	}
 	paths := map[string]map[string]op{}
 	add := func(method, path, summary string, auth app.AuthPolicy) {
@@ -242,6 +249,11 @@ func (n *Node) serveAPI(w http.ResponseWriter, _ *http.Request) {
 			paths[path] = map[string]op{}
 		}
 		o := op{Summary: summary}
+		for _, seg := range strings.Split(path, "/") {
+			if name, ok := strings.CutPrefix(seg, "{"); ok {
+				o.Parameters = append(o.Parameters, param{Name: strings.TrimSuffix(name, "}"), In: "path", Required: true, Schema: map[string]string{"type": "string"}})
+			}
+		}
 		switch auth {
 		case app.UserCert:
 			o.Security = []map[string][]string{{"user_cert": {}}}

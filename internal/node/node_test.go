@@ -564,3 +564,34 @@ export function apply(proposal, proposalId) {}
 		t.Fatalf("the failed proposal as recorded: %+v, %v", got, err)
 	}
 }
+
+// TestOpenAPIListsGovernanceWithPathParameters: GET /node/api describes
+// every endpoint, a templated path with its parameters.
+func TestOpenAPIListsGovernanceWithPathParameters(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, dir, newConfig(t, dir, ""))
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Parameters []struct {
+				Name     string `json:"name"`
+				In       string `json:"in"`
+				Required bool   `json:"required"`
+			} `json:"parameters"`
+		} `json:"paths"`
+	}
+	if _, err := s.client("").Do(context.Background(), "GET", "/node/api", nil, &doc); err != nil {
+		t.Fatal(err)
+	}
+	vote := doc.Paths["/gov/proposals/{proposal_id}/ballots"]["post"]
+	if len(vote.Parameters) != 1 || vote.Parameters[0].Name != "proposal_id" || vote.Parameters[0].In != "path" || !vote.Parameters[0].Required {
+		t.Fatalf("POST /gov/proposals/{proposal_id}/ballots: %+v", vote)
+	}
+	for _, p := range []string{"/gov/proposals", "/gov/members/ack", "/gov/service", "/app/log/private"} {
+		if len(doc.Paths[p]) == 0 {
+			t.Errorf("%s is not described", p)
+		}
+	}
+	if len(doc.Paths["/gov/proposals"]["get"].Parameters) != 0 {
+		t.Error("an exact path got parameters")
+	}
+}
