@@ -108,21 +108,35 @@ func Run(ctx context.Context, opts Options) error {
 			members.close()
 		}
 	}()
-	for i, nd := range nodes {
-		c, err := startChild(opts.Binary, nd, exited)
-		if err != nil {
-			return err
-		}
-		children = append(children, c)
+	for i := range nodes {
 		// A new node waits Pending until the members trust it: they do,
 		// while it waits.
 		var poll func() error
 		if members != nil {
 			poll = func() error { return members.trustPending(ctx, say) }
 		}
-		addr, err := waitReady(ctx, c, serviceCert, opts.ReadyTimeout, exited, poll)
-		if err != nil {
-			return err
+		var c *child
+		var addr string
+		for attempt := 1; ; attempt++ {
+			fresh := isFresh(nodes[i])
+			if c, err = startChild(opts.Binary, nodes[i], exited); err != nil {
+				return err
+			}
+			children = append(children, c)
+			addr, err = waitReady(ctx, c, serviceCert, opts.ReadyTimeout, exited, poll)
+			// A free port picked for a new node can be taken by another
+			// process before the node binds it: pick others.
+			if err != nil && fresh && opts.BasePort == 0 && attempt < 3 && strings.Contains(err.Error(), "address already in use") {
+				say("%s: a port it was given is taken; trying other ports", nodes[i].Name)
+				if err = repickPorts(nodes, i, opts.ChunkSize); err != nil {
+					return err
+				}
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			break
 		}
 		nodes[i].RPCAddress = addr
 		nodes[i].PID = c.cmd.Process.Pid
@@ -202,6 +216,51 @@ func prepare(ws string, opts Options) ([]NodeEntry, error) {
 			LedgerDir: cfg.Storage.LedgerDir, Config: cfgPath})
 	}
 	return nodes, nil
+}
+
+// isFresh reports whether a node has never started: it has no data yet.
+func isFresh(nd NodeEntry) bool {
+	cfg, err := node.LoadConfig(nd.Config)
+	if err != nil {
+		return false
+	}
+	entries, err := os.ReadDir(cfg.Storage.DataDir)
+	return errors.Is(err, os.ErrNotExist) || (err == nil && len(entries) == 0)
+}
+
+// repickPorts gives node i, whose first start failed, new free ports and
+// a clean slate (what the failed start wrote is removed), and points the
+// nodes that have not joined yet at node0's new address.
+func repickPorts(nodes []NodeEntry, i int, chunkSize int64) error {
+	rpc, nodeAddr, err := nodePorts(0, i)
+	if err != nil {
+		return err
+	}
+	nodes[i].RPCAddress, nodes[i].NodeAddress = rpc, nodeAddr
+	dir := filepath.Dir(nodes[i].Config)
+	for _, sub := range []string{"data", "ledger"} {
+		if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
+			return err
+		}
+	}
+	rewrite := func(j int) error {
+		join := ""
+		if j > 0 {
+			join = nodes[0].RPCAddress
+		}
+		return writeNodeConfig(filepath.Dir(nodes[j].Config), nodes[j].Name, nodes[j].RPCAddress, nodes[j].NodeAddress, join, chunkSize)
+	}
+	if err := rewrite(i); err != nil {
+		return err
+	}
+	for j := 1; i == 0 && j < len(nodes); j++ {
+		if isFresh(nodes[j]) {
+			if err := rewrite(j); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // nodePorts picks node i's RPC and node-to-node addresses: fixed ones from
