@@ -12,10 +12,15 @@ var (
 	// a node certificate that the service did not endorse, or a LocalID
 	// that is not the raft id of the certificate's key.
 	ErrBadConfig = errors.New("transport: bad configuration")
-	// ErrMalformedBatch reports a request body that is not a well-formed
-	// batch (see doc.go): truncated, trailing bytes, a count of zero, a
-	// message that does not decode.
+	// ErrMalformedBatch reports a batch frame's payload that is not a
+	// well-formed batch (see doc.go): truncated, trailing bytes, a count of
+	// zero, a message that does not decode.
 	ErrMalformedBatch = errors.New("transport: malformed batch")
+	// ErrMalformedFrame reports a frame that breaks the stream protocol
+	// (see doc.go): an unknown kind or one that does not travel in that
+	// direction, a length outside its kind's bounds, a truncated payload,
+	// a bad refusal, a forward id reused while in flight.
+	ErrMalformedFrame = errors.New("transport: malformed frame")
 	// ErrUnsupportedVersion reports a batch, forwarded request or
 	// forwarded response whose version this node does not speak.
 	ErrUnsupportedVersion = errors.New("transport: unsupported wire version")
@@ -37,8 +42,8 @@ var (
 	// ErrMisdirected reports a batch holding a message whose To is not this
 	// node's raft id.
 	ErrMisdirected = errors.New("transport: message To is not this node")
-	// ErrRefused reports a batch or forwarded request the peer answered
-	// with an error status; every *RefusedError matches it.
+	// ErrRefused reports a connection or forwarded request the peer
+	// refused; every *RefusedError matches it.
 	ErrRefused = errors.New("transport: request refused by peer")
 	// ErrUnknownSender reports a batch or forwarded request from a node
 	// whose (endorsed) certificate is not one of the current peers given to
@@ -50,7 +55,7 @@ var (
 	// peer (never added, removed, or the local node itself).
 	ErrUnknownPeer = errors.New("transport: unknown peer")
 	// ErrUnreachable reports a Forward that did not get an answer from the
-	// peer: a network or HTTP failure (TLS), a partition or a stopped peer
+	// peer: a network or protocol failure (TLS), a partition or a stopped peer
 	// (MemNetwork). The request may or may not have been executed.
 	ErrUnreachable = errors.New("transport: peer unreachable")
 	// ErrClosed reports a Forward on a closed transport.
@@ -98,19 +103,39 @@ func (e *HandshakeError) Error() string {
 
 func (e *HandshakeError) Unwrap() error { return e.Err }
 
-// RefusedError is a batch or forwarded request that the peer answered
-// with an error status: the transport's refusal, not the application's
-// answer (a forwarded request the application refused is a
+// Values of RefusedError.Kind: what the peer refused.
+const (
+	// RefusedConnection is a goodbye frame: the peer refused the
+	// connection, or a frame on it, and closed it. Forwards in flight on
+	// it fail with the refusal; raft messages already written are lost
+	// (raft retransmits).
+	RefusedConnection = "connection"
+	// RefusedForward is a refusal frame: the peer refused one forwarded
+	// request; the connection stays up.
+	RefusedForward = "forward"
+)
+
+// RefusedError is a refusal by the peer's transport, not the
+// application's answer (a forwarded request the application refused is a
 // ForwardedResponse with its status, not an error).
 type RefusedError struct {
-	Peer    uint64
-	Path    string // the endpoint: RaftPath or ForwardPath
-	Status  int    // HTTP status
-	Message string // the peer's explanation (first bytes of the body)
+	Peer uint64
+	// Kind is what was refused: RefusedConnection or RefusedForward.
+	Kind string
+	// Status is the refusal code, numbered as HTTP statuses: 400
+	// malformed, 403 ErrUnknownSender or ErrSpoofedSender, 413 too large,
+	// 421 ErrMisdirected, 500 an answer that cannot be relayed, 501 no
+	// ForwardHandler, 503 too busy (retry).
+	Status  int
+	Message string // the peer's explanation
 }
 
 func (e *RefusedError) Error() string {
-	return fmt.Sprintf("transport: peer %x refused POST %s: %d %s", e.Peer, e.Path, e.Status, e.Message)
+	what := "the connection"
+	if e.Kind == RefusedForward {
+		what = "a forwarded request"
+	}
+	return fmt.Sprintf("transport: peer %x refused %s: %d %s", e.Peer, what, e.Status, e.Message)
 }
 
 func (e *RefusedError) Unwrap() error { return ErrRefused }

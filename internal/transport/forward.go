@@ -17,12 +17,6 @@ const (
 	// ForwardWireVersion is the forwarded request and response format this
 	// package writes and reads (key 0 of both maps).
 	ForwardWireVersion = 1
-	// ForwardPath is the endpoint that receives forwarded requests.
-	ForwardPath = "/internal/forward"
-	// ForwardContentType is the media type of an encoded ForwardedRequest
-	// (request body) and ForwardedResponse (body of a 200 answer).
-	ForwardContentType = "application/x-coco-forward+cbor"
-
 	// MaxForwardBodyBytes bounds the body of a forwarded request and of its
 	// answer. It is the largest write a client can make through a backup,
 	// so it matches MaxBatchBytes, the largest entry raft can replicate;

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"net/http"
 	"reflect"
@@ -285,55 +284,21 @@ func TestPeekVersion(t *testing.T) {
 
 func TestByteBudget(t *testing.T) {
 	b := newByteBudget(10)
-	ctx := context.Background()
-	if err := b.acquire(ctx, 6); err != nil {
-		t.Fatal(err)
+	if !b.tryAcquire(6) || !b.tryAcquire(4) {
+		t.Fatal("10 bytes of 10 refused")
 	}
-	// 6 of 10 taken: 5 waits, and a later 1 queues behind it (first come,
-	// first served) although it would fit.
-	got5, got1 := make(chan error, 1), make(chan error, 1)
-	go func() { got5 <- b.acquire(ctx, 5) }()
-	waitForWaiters(t, b, 1)
-	go func() { got1 <- b.acquire(ctx, 1) }()
-	waitForWaiters(t, b, 2)
-	// A cancelled waiter leaves the queue and takes nothing.
-	cctx, cancel := context.WithCancel(ctx)
-	gotC := make(chan error, 1)
-	go func() { gotC <- b.acquire(cctx, 10) }()
-	waitForWaiters(t, b, 3)
-	cancel()
-	if err := <-gotC; !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled acquire: %v", err)
-	}
-	select {
-	case <-got5:
-		t.Fatal("5 granted with 4 free")
-	case <-got1:
-		t.Fatal("1 overtook 5")
-	default:
+	if b.tryAcquire(1) {
+		t.Fatal("a byte granted past the budget")
 	}
 	b.release(6)
-	if err := <-got5; err != nil {
-		t.Fatal(err)
+	if b.tryAcquire(7) || !b.tryAcquire(6) {
+		t.Fatal("the bytes released are not what is free")
 	}
-	if err := <-got1; err != nil {
-		t.Fatal(err)
+	b.release(6)
+	b.release(4)
+	if free := b.free.Load(); free != 10 {
+		t.Fatalf("%d bytes free after every release, want 10", free)
 	}
-	b.release(5)
-	b.release(1)
-	if b.free != 10 || len(b.waiters) != 0 {
-		t.Fatalf("free %d, %d waiters: bytes leaked", b.free, len(b.waiters))
-	}
-}
-
-// waitForWaiters waits until n acquires are queued.
-func waitForWaiters(t *testing.T, b *byteBudget, n int) {
-	t.Helper()
-	eventually(t, "acquires to queue", func() bool {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		return len(b.waiters) == n
-	})
 }
 
 // FuzzDecodeForwardedRequest checks the decoder on arbitrary input: it

@@ -5,35 +5,62 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"net/http"
-	"strconv"
-	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 )
 
 const (
 	// forwardTimeout caps a Forward whatever its context: a primary whose
-	// handler hangs must not hold the backup's client forever. A dead
-	// connection is detected sooner, by the HTTP/2 pings.
+	// handler hangs must not hold the backup's client forever, nor a
+	// connection that went silent (a peer that restarted resets it at
+	// once; one cut off by the network is seen by TCP only later).
 	forwardTimeout = time.Minute
 	// forwardBudgetBytes bounds the encoded forwarded requests a node holds
-	// at once (read, decoded, being executed), whatever the number of
-	// streams and peers: four at the largest, thousands of usual size.
-	// Decoding briefly holds a second and third copy of one request.
+	// at once (read, decoded, being executed, answer not yet written),
+	// whatever the number of connections and peers: four at the largest,
+	// thousands of usual size. Decoding briefly holds a second and third
+	// copy of one request.
 	forwardBudgetBytes = 4 * MaxForwardWireBytes
 )
 
-// errNoForwardHandler is the refusal of a forwarded request by a node
-// configured without a ForwardHandler.
-var errNoForwardHandler = errors.New("transport: this node does not execute forwarded requests")
+var (
+	// errNoForwardHandler is the refusal of a forwarded request by a node
+	// configured without a ForwardHandler.
+	errNoForwardHandler = errors.New("transport: this node does not execute forwarded requests")
+	// errBusy is the refusal of a forwarded request that does not fit in
+	// the node's forward budget; the caller may retry.
+	errBusy = errors.New("transport: too busy to take a forwarded request; retry")
+	// errForwardAbandoned is the cause of a ForwardHandler's context
+	// cancelled by a cancel frame.
+	errForwardAbandoned = errors.New("transport: the sending node gave up the forwarded request")
+)
 
-// Forward posts req to peer to over the peer's HTTP/2 connection (the
-// one its sender uses: a new stream, so it waits neither for a batch in
-// flight nor for the sender's backoff) and returns the decoded answer.
-// It gives up when ctx is done, after forwardTimeout, when the peer is
-// removed by SetPeers or when the transport closes.
+// pendingForward is a Forward waiting for its answer.
+type pendingForward struct {
+	// conn is the connection the request was written to (or is being
+	// written to), nil while it is queued. Under sender.mu.
+	conn *outConn
+	done chan forwardResult // receives the one result; buffered
+}
+
+// forwardResult is the answer (a pooled buffer holding the encoded
+// ForwardedResponse) or why there is none.
+type forwardResult struct {
+	answer *bytes.Buffer
+	err    error
+}
+
+// Forward queues req for the peer's connection, the one its sender
+// writes raft batches to, ahead of any queued raft message, and waits for
+// the answer. Without a connection it has the sender dial at once, even
+// during raft's backoff; when that fails the forward fails (ErrUnreachable,
+// *HandshakeError or *RefusedError) rather than waiting for the peer. It
+// gives up when ctx is done (and then tells the peer, which cancels its
+// handler's context), after forwardTimeout, when the connection is lost
+// after the request was written, when the peer is removed by SetPeers or
+// when the transport closes.
 func (t *TLS) Forward(ctx context.Context, to uint64, req *ForwardedRequest) (*ForwardedResponse, error) {
 	body, err := EncodeForwardedRequest(req)
 	if err != nil {
@@ -67,43 +94,31 @@ func (t *TLS) Forward(ctx context.Context, to uint64, req *ForwardedRequest) (*F
 	return resp, nil
 }
 
-// forward posts one encoded request and decodes the answer.
+// forward sends one encoded request and decodes the answer.
 func (s *sender) forward(ctx context.Context, body []byte) (*ForwardedResponse, error) {
-	rctx, cancel := context.WithTimeout(ctx, forwardTimeout)
-	defer cancel()
-	stop := context.AfterFunc(s.ctx, cancel) // peer removed, transport closed
-	defer stop()
-	hreq, err := http.NewRequestWithContext(rctx, http.MethodPost, s.fwdURL, bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("transport: forwarding to peer %x: %w", s.peer.ID, err)
+	if ctx.Err() != nil {
+		return nil, s.forwardError(ctx, nil)
 	}
-	hreq.Header.Set("Content-Type", ForwardContentType)
-	resp, err := s.rt.RoundTrip(hreq)
-	if err != nil {
-		return nil, s.forwardError(ctx, err)
+	timer := time.NewTimer(forwardTimeout)
+	defer timer.Stop()
+	id, p := s.queueForward(body)
+	var r forwardResult
+	select {
+	case r = <-p.done:
+	case <-ctx.Done():
+		s.abandon(id)
+		return nil, s.forwardError(ctx, nil)
+	case <-timer.C:
+		s.abandon(id)
+		return nil, s.unreachable(fmt.Errorf("no answer within %v", forwardTimeout))
+	case <-s.ctx.Done():
+		return nil, s.forwardError(ctx, nil)
 	}
-	defer drainAndClose(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
-		return nil, &RefusedError{Peer: s.peer.ID, Path: ForwardPath, Status: resp.StatusCode, Message: strings.TrimSpace(string(msg))}
+	if r.err != nil {
+		return nil, s.forwardError(ctx, r.err)
 	}
-	if ct := resp.Header.Get("Content-Type"); ct != ForwardContentType {
-		return nil, fmt.Errorf("%w: peer %x answered with content type %q, want %q", ErrBadForward, s.peer.ID, ct, ForwardContentType)
-	}
-	if resp.ContentLength > MaxForwardWireBytes {
-		return nil, fmt.Errorf("%w: peer %x answered %d bytes, the limit is %d", ErrForwardTooLarge, s.peer.ID, resp.ContentLength, MaxForwardWireBytes)
-	}
-	var buf bytes.Buffer
-	if resp.ContentLength > 0 {
-		buf.Grow(int(resp.ContentLength))
-	}
-	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, MaxForwardWireBytes+1)); err != nil {
-		return nil, s.forwardError(ctx, err)
-	}
-	if buf.Len() > MaxForwardWireBytes {
-		return nil, fmt.Errorf("%w: peer %x answered over %d bytes", ErrForwardTooLarge, s.peer.ID, MaxForwardWireBytes)
-	}
-	out, err := DecodeForwardedResponse(buf.Bytes())
+	defer putBody(r.answer)
+	out, err := DecodeForwardedResponse(r.answer.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("transport: the answer of peer %x: %w", s.peer.ID, err)
 	}
@@ -111,8 +126,8 @@ func (s *sender) forward(ctx context.Context, body []byte) (*ForwardedResponse, 
 }
 
 // forwardError says why a forward got no answer: the caller's context,
-// the peer's removal or the transport's closing first (they caused the
-// network error), then the peer's identity, then the network.
+// the transport's closing or the peer's removal first (they caused
+// whatever else happened), then err.
 func (s *sender) forwardError(ctx context.Context, err error) error {
 	switch {
 	case ctx.Err() != nil:
@@ -122,152 +137,246 @@ func (s *sender) forwardError(ctx context.Context, err error) error {
 	case s.ctx.Err() != nil:
 		return fmt.Errorf("%w: %x was removed while forwarding", ErrUnknownPeer, s.peer.ID)
 	}
-	var herr *HandshakeError
-	if errors.As(err, &herr) {
-		return herr
-	}
-	return fmt.Errorf("%w: forwarding to peer %x at %s: %w", ErrUnreachable, s.peer.ID, s.peer.Address, err)
+	return err
 }
 
-// serveForward executes one forwarded request from a current peer:
-// POST ForwardPath. Transport-level refusals are error statuses with a
-// text/plain explanation; the application's answer, whatever its status,
-// is 200 with the encoded ForwardedResponse.
-func (t *TLS) serveForward(w http.ResponseWriter, r *http.Request, from uint64, c *counters) {
-	refuse := func(status int, err error) {
-		c.refusedForwards.Add(1)
-		t.log.Warn("transport: refused a forwarded request", "peer", hexID(from), "remote", r.RemoteAddr, "status", status, "err", err)
-		http.Error(w, err.Error(), status)
-	}
-	if t.cfg.Forward == nil {
-		refuse(http.StatusNotImplemented, errNoForwardHandler)
-		return
-	}
-	if ct := r.Header.Get("Content-Type"); ct != ForwardContentType {
-		refuse(http.StatusUnsupportedMediaType, fmt.Errorf("%w: content type %q, want %q", ErrBadForward, ct, ForwardContentType))
-		return
-	}
-	if r.ContentLength > MaxForwardWireBytes {
-		refuse(http.StatusRequestEntityTooLarge, fmt.Errorf("%w: %d bytes, the limit is %d", ErrForwardTooLarge, r.ContentLength, MaxForwardWireBytes))
-		return
-	}
-	// HTTP/2 holds a stream to its declared length, so the budget taken
-	// for it bounds what is read; without one, the most a request may be.
-	limit := int64(MaxForwardWireBytes)
-	if r.ContentLength >= 0 {
-		limit = r.ContentLength
-	}
-	if err := t.fwdBudget.acquire(r.Context(), limit); err != nil {
-		http.Error(w, "transport: closing or cancelled", http.StatusServiceUnavailable)
-		return
-	}
-	defer t.fwdBudget.release(limit)
+// queueForward registers a forward under a new id and queues its frame
+// for the writer, waking the sender.
+func (s *sender) queueForward(body []byte) (uint64, *pendingForward) {
+	p := &pendingForward{done: make(chan forwardResult, 1)}
+	s.mu.Lock()
+	s.nextID++
+	id := s.nextID
+	s.pending[id] = p
+	s.ctrl = append(s.ctrl, outFrame{kind: frameForward, id: id, body: body})
+	s.mu.Unlock()
+	s.poke()
+	return id, p
+}
 
-	buf := bodyPool.Get().(*bytes.Buffer)
-	buf.Reset()
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+// abandon forgets a forward whose caller gave up. If its request went to
+// the current connection, a cancel frame tells the peer; if it is still
+// queued, the writer skips it.
+func (s *sender) abandon(id uint64) {
+	s.mu.Lock()
+	p, ok := s.pending[id]
+	cancel := ok && p.conn != nil && p.conn == s.conn
+	if ok {
+		delete(s.pending, id)
 	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	if cancel {
+		s.ctrl = append(s.ctrl, outFrame{kind: frameCancel, id: id})
+	}
+	s.mu.Unlock()
+	if cancel {
+		s.poke()
+	}
+}
+
+// deliver hands the result for id, read from oc, to its Forward; a
+// result for a forward abandoned meanwhile, or not written to oc, is
+// dropped.
+func (s *sender) deliver(oc *outConn, id uint64, r forwardResult) {
+	s.mu.Lock()
+	p, ok := s.pending[id]
+	if ok && p.conn == oc {
+		delete(s.pending, id)
+	} else {
+		p = nil
+	}
+	s.mu.Unlock()
+	if p == nil {
+		if r.answer != nil {
+			putBody(r.answer)
+		}
+		return
+	}
+	p.done <- r
+}
+
+// failForwards fails with err the forwards written to oc (nil: those not
+// written anywhere, which a failed dial leaves) and drops their queued
+// frames. Forwards queued but not yet written when oc is lost stay
+// queued for the next connection.
+func (s *sender) failForwards(oc *outConn, err error) {
+	var failed []*pendingForward
+	s.mu.Lock()
+	for id, p := range s.pending {
+		if p.conn == oc {
+			failed = append(failed, p)
+			delete(s.pending, id)
+		}
+	}
+	if oc == nil {
+		clear(s.ctrl)
+		s.ctrl = s.ctrl[:0]
+	} else {
+		// Cancels name requests of oc; a queued forward keeps its place.
+		s.conn = nil
+		kept := s.ctrl[:0]
+		for _, f := range s.ctrl {
+			if f.kind != frameCancel {
+				kept = append(kept, f)
+			}
+		}
+		clear(s.ctrl[len(kept):])
+		s.ctrl = kept
+	}
+	s.mu.Unlock()
+	for _, p := range failed {
+		p.done <- forwardResult{err: err}
+	}
+}
+
+// readForward reads a forwarded request of n payload bytes and starts
+// its ForwardHandler call. The request's budget is taken before its body
+// is read, so what all connections hold is bounded; a request that does
+// not fit is skipped and refused (503) rather than waited for. A request
+// that is malformed, or that this node does not execute, is refused
+// alone too (a refusal frame); the connection goes on.
+func (c *inConn) readForward(n uint32) error {
+	id, err := c.fr.readID()
+	if err != nil {
+		return err
+	}
+	size := int64(n) - frameIDLen
+	if c.t.cfg.Forward == nil {
+		if err := c.fr.discard(size); err != nil {
+			return err
+		}
+		c.refuseForward(id, &refusal{status: http.StatusNotImplemented, err: errNoForwardHandler})
+		return nil
+	}
+	c.mu.Lock()
+	_, dup := c.inflight[id]
+	c.mu.Unlock()
+	if dup {
+		return c.refuse(frameForward, fmt.Errorf("%w: forward id %d is already in flight", ErrMalformedFrame, id))
+	}
+	if !c.t.fwdBudget.tryAcquire(size) {
+		if err := c.fr.discard(size); err != nil {
+			return err
+		}
+		c.refuseForward(id, &refusal{status: http.StatusServiceUnavailable, err: fmt.Errorf("%w: forwarded requests in progress hold the %d bytes this node gives them",
+			errBusy, forwardBudgetBytes)})
+		return nil
+	}
+	buf := getBody()
+	err = c.fr.readPayload(buf, size)
 	var req *ForwardedRequest
 	if err == nil {
 		req, err = DecodeForwardedRequest(buf.Bytes())
+		if err != nil {
+			err = &refusal{status: refusalStatus(err), err: err}
+		}
 	}
 	putBody(buf) // the decoded request does not alias it: free it before the handler runs
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooLarge) || errors.Is(err, ErrForwardTooLarge):
-			refuse(http.StatusRequestEntityTooLarge, err)
-		case errors.Is(err, ErrBadForward) || errors.Is(err, ErrUnsupportedVersion):
-			refuse(http.StatusBadRequest, err)
-		default: // the stream broke: nobody to answer
-			t.log.Debug("transport: reading a forwarded request failed", "peer", hexID(from), "err", err)
-			http.Error(w, "transport: reading the request: "+err.Error(), http.StatusBadRequest)
-		}
-		return
+	var r *refusal
+	switch {
+	case errors.As(err, &r):
+		c.t.fwdBudget.release(size)
+		c.refuseForward(id, r)
+		return nil
+	case err != nil:
+		c.t.fwdBudget.release(size)
+		return err
+	case c.ctx.Err() != nil: // cut meanwhile
+		c.t.fwdBudget.release(size)
+		return c.ctx.Err()
 	}
+	ctx, cancel := context.WithCancelCause(c.ctx)
+	c.mu.Lock()
+	c.inflight[id] = cancel
+	c.mu.Unlock()
+	c.handlers.Add(1)
+	go c.execute(ctx, cancel, id, req, size)
+	return nil
+}
 
-	resp := t.cfg.Forward(r.Context(), from, req)
-	c.forwardsReceived.Add(1)
-	if r.Context().Err() != nil {
-		return // the sender gave up: the answer has nowhere to go
+// refuseForward counts, logs and answers the refusal of forward id. A
+// node too busy (503) may refuse many in a burst: only counted, and
+// logged at debug level.
+func (c *inConn) refuseForward(id uint64, r *refusal) {
+	c.c.refusedForwards.Add(1)
+	level := slog.LevelWarn
+	if r.status == http.StatusServiceUnavailable {
+		level = slog.LevelDebug
+	}
+	c.t.log.Log(c.ctx, level, "transport: refused a forwarded request", "peer", hexID(c.from), "remote", c.remote, "status", r.status, "err", r.err)
+	c.push(outFrame{kind: frameRefusal, id: id, status: r.status, body: refusalText(r.err)})
+}
+
+// execute runs one ForwardHandler call and queues its answer, which gives
+// the request's budget back once written. An answer that cannot be
+// encoded is refused (500) rather than relayed.
+func (c *inConn) execute(ctx context.Context, cancel context.CancelCauseFunc, id uint64, req *ForwardedRequest, budget int64) {
+	defer c.handlers.Done()
+	resp := c.t.cfg.Forward(ctx, c.from, req)
+	c.c.forwardsReceived.Add(1)
+	c.mu.Lock()
+	delete(c.inflight, id)
+	c.mu.Unlock()
+	abandoned := ctx.Err() != nil
+	cancel(nil)
+	if abandoned { // the sender gave up or is gone: the answer has nowhere to go
+		c.t.fwdBudget.release(budget)
+		return
 	}
 	out, err := EncodeForwardedResponse(resp)
 	if err != nil {
-		t.log.Error("transport: the forward handler returned an answer that cannot be relayed", "peer", hexID(from),
+		c.t.fwdBudget.release(budget)
+		c.t.log.Error("transport: the forward handler returned an answer that cannot be relayed", "peer", hexID(c.from),
 			"method", req.Method, "path", clip(req.Path), "err", err)
-		http.Error(w, "transport: the primary's answer cannot be relayed: "+err.Error(), http.StatusInternalServerError)
+		c.push(outFrame{kind: frameRefusal, id: id, status: http.StatusInternalServerError,
+			body: refusalText(fmt.Errorf("transport: the primary's answer cannot be relayed: %w", err))})
 		return
 	}
-	w.Header().Set("Content-Type", ForwardContentType)
-	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(out) // a write error means the sender is gone
+	c.push(outFrame{kind: frameAnswer, id: id, body: out, release: budget})
 }
 
-// byteBudget is a weighted semaphore over bytes, first come first
-// served: a large request waits for its turn rather than being starved
-// by a stream of small ones.
+// readCancel reads a cancel frame and cancels the ForwardHandler call it
+// names, if it is still in progress (its answer may have crossed the
+// cancel).
+func (c *inConn) readCancel() error {
+	id, err := c.fr.readID()
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	cancel := c.inflight[id]
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel(errForwardAbandoned)
+	}
+	return nil
+}
+
+// byteBudget bounds the bytes held at once. It never waits: a
+// connection's reader that stopped for a forward would stall the raft
+// messages behind it on the connection, and with them the commits the
+// forwards in progress may be waiting for.
 type byteBudget struct {
-	mu      sync.Mutex
-	free    int64
-	waiters []*budgetWaiter
+	free atomic.Int64
 }
 
-type budgetWaiter struct {
-	n     int64
-	ready chan struct{} // closed when the bytes are granted
+func newByteBudget(n int64) *byteBudget {
+	b := new(byteBudget)
+	b.free.Store(n)
+	return b
 }
 
-func newByteBudget(n int64) *byteBudget { return &byteBudget{free: n} }
-
-// acquire takes n bytes, waiting for them while ctx allows. n must not
-// exceed the budget's size.
-func (b *byteBudget) acquire(ctx context.Context, n int64) error {
-	b.mu.Lock()
-	if len(b.waiters) == 0 && b.free >= n {
-		b.free -= n
-		b.mu.Unlock()
-		return nil
-	}
-	w := &budgetWaiter{n: n, ready: make(chan struct{})}
-	b.waiters = append(b.waiters, w)
-	b.mu.Unlock()
-	select {
-	case <-w.ready:
-		return nil
-	case <-ctx.Done():
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	select {
-	case <-w.ready: // granted meanwhile: give the bytes back
-		b.free += n
-	default:
-		i := 0
-		for b.waiters[i] != w {
-			i++
+// tryAcquire takes n bytes if they are free.
+func (b *byteBudget) tryAcquire(n int64) bool {
+	for {
+		free := b.free.Load()
+		if free < n {
+			return false
 		}
-		b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
-	}
-	b.grantLocked() // a removed head may have blocked smaller requests
-	return ctx.Err()
-}
-
-// release returns n bytes taken by acquire.
-func (b *byteBudget) release(n int64) {
-	b.mu.Lock()
-	b.free += n
-	b.grantLocked()
-	b.mu.Unlock()
-}
-
-func (b *byteBudget) grantLocked() {
-	for len(b.waiters) > 0 && b.free >= b.waiters[0].n {
-		w := b.waiters[0]
-		b.waiters = b.waiters[1:]
-		b.free -= w.n
-		close(w.ready)
+		if b.free.CompareAndSwap(free, free-n) {
+			return true
+		}
 	}
 }
+
+// release returns n bytes taken by tryAcquire.
+func (b *byteBudget) release(n int64) { b.free.Add(n) }

@@ -3,11 +3,8 @@ package transport
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"io"
-	"log"
 	"net"
 	"net/http"
 	"reflect"
@@ -117,25 +114,17 @@ func TestTLSForwardRoundTrip(t *testing.T) {
 	}
 }
 
-// A raft batch stuck in the primary's handler holds neither forwarded
-// requests nor each other: many run concurrently over the connection.
-func TestTLSForwardDoesNotWaitBehindRaft(t *testing.T) {
-	const concurrent = 64 // far over the 8 streams a connection once allowed
+// Many forwards run concurrently over the sender's one connection: the
+// primary's handler calls are concurrent.
+func TestTLSForwardConcurrent(t *testing.T) {
+	const concurrent = 64
 	svc := newService(t)
-	raftEntered, release := make(chan struct{}, 1), make(chan struct{})
 	var arrived atomic.Int32
 	all := make(chan struct{})
 	var conns *countingListener
 	primary := startNodeConfig(t, svc, svc.endorse(t), func(c *TLSConfig) {
 		conns = &countingListener{Listener: c.Listener}
 		c.Listener = conns
-		c.Handler = func(ctx context.Context, _ []raftpb.Message) {
-			raftEntered <- struct{}{}
-			select {
-			case <-release:
-			case <-ctx.Done():
-			}
-		}
 		c.Forward = func(ctx context.Context, _ uint64, req *ForwardedRequest) *ForwardedResponse {
 			if arrived.Add(1) == concurrent {
 				close(all)
@@ -147,18 +136,11 @@ func TestTLSForwardDoesNotWaitBehindRaft(t *testing.T) {
 			return &ForwardedResponse{Status: http.StatusOK, Body: req.Body}
 		}
 	})
-	t.Cleanup(func() { close(release) })
 	backup := startNode(t, svc, svc.endorse(t), 0)
 	peers := []Peer{primary.peer(), backup.peer()}
 	primary.tr.SetPeers(peers)
 	backup.tr.SetPeers(peers)
 
-	backup.tr.Send([]raftpb.Message{heartbeat(backup.id, primary.id, 1)})
-	select {
-	case <-raftEntered:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the batch never reached the primary")
-	}
 	ctx := testCtx(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, concurrent)
@@ -179,14 +161,179 @@ func TestTLSForwardDoesNotWaitBehindRaft(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if s := backup.tr.Stats().Peers[primary.id]; s.Forwarded != concurrent || s.Sent != 0 {
-		t.Fatalf("backup's counters: %+v (the batch is still in the handler)", s)
+	if s := backup.tr.Stats().Peers[primary.id]; s.Forwarded != concurrent {
+		t.Fatalf("backup's counters: %+v", s)
 	}
-	// All of it shared the sender's connection: the server's stream limit
-	// fits them, so the client did not have to open others.
 	if n := conns.accepted.Load(); n != 1 {
 		t.Fatalf("the primary accepted %d connections, want 1", n)
 	}
+}
+
+// A forward queued with raft messages goes first: it does not wait for
+// large batches. Here the primary's raft handler holds the first batch
+// until the forward is answered, so the forward is answered only if it
+// was written before the batches.
+func TestTLSForwardDoesNotWaitBehindRaft(t *testing.T) {
+	svc := newService(t)
+	release := make(chan struct{})
+	primary := startNodeConfig(t, svc, svc.endorse(t), func(c *TLSConfig) {
+		c.Handler = func(ctx context.Context, msgs []raftpb.Message) {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+		c.Forward = func(_ context.Context, _ uint64, req *ForwardedRequest) *ForwardedResponse {
+			return &ForwardedResponse{Status: http.StatusOK, Body: req.Body}
+		}
+	})
+	backup := startNode(t, svc, svc.endorse(t), 0)
+	g := newGate(t, primary.addr)
+	primary.tr.SetPeers([]Peer{backup.peer()})
+	backup.tr.SetPeers([]Peer{{ID: primary.id, Address: g.addr()}})
+
+	// Three 3 MiB entries: three batch frames, about the size of a
+	// catch-up. The first has the sender dial; the gate holds the
+	// handshake.
+	msgs := make([]raftpb.Message, 3)
+	for i := range msgs {
+		msgs[i] = raftpb.Message{Type: raftpb.MsgApp, From: backup.id, To: primary.id, Term: 2, Index: uint64(i),
+			Entries: []raftpb.Entry{{Term: 2, Index: uint64(i + 1), Data: make([]byte, 3<<20)}}}
+	}
+	backup.tr.Send(msgs)
+	done := make(chan error, 1)
+	go func() {
+		_, err := backup.tr.Forward(testCtx(t), primary.id, &ForwardedRequest{Method: "POST", Path: "/w"})
+		done <- err
+	}()
+	eventually(t, "the forward to be queued", func() bool { return pendingForwards(backup.tr, primary.id) == 1 })
+	g.open()
+	if err := <-done; err != nil {
+		t.Fatalf("the forward waited behind the raft batches: %v", err)
+	}
+	close(release)
+	eventually(t, "the batches to be sent", func() bool { return backup.tr.Stats().Peers[primary.id].Sent == 3 })
+}
+
+// A forward does not wait for raft's backoff: it dials at once, and fails
+// at once when the peer cannot be reached.
+func TestTLSForwardDoesNotWaitForBackoff(t *testing.T) {
+	slowBackoff(t)
+	svc := newService(t)
+	primary := startForwardNode(t, svc, svc.endorse(t), 0, func(_ context.Context, _ uint64, req *ForwardedRequest) *ForwardedResponse {
+		return &ForwardedResponse{Status: http.StatusOK}
+	})
+	backup := startNode(t, svc, svc.endorse(t), 0)
+	backup.tr.SetPeers([]Peer{primary.peer()})
+
+	// The primary does not list the backup yet: the backup's raft message
+	// is refused at connection, and its sender backs off for an hour.
+	backup.tr.Send([]raftpb.Message{heartbeat(backup.id, primary.id, 1)})
+	eventually(t, "the refused message to be dropped", func() bool { return backup.tr.Stats().Peers[primary.id].Dropped == 1 })
+	primary.tr.SetPeers([]Peer{backup.peer()})
+	ctx := testCtx(t)
+	if _, err := backup.tr.Forward(ctx, primary.id, &ForwardedRequest{Method: "POST", Path: "/w"}); err != nil {
+		t.Fatalf("forward during the backoff: %v", err)
+	}
+	// A raft message queued meanwhile rides the forward's connection.
+	backup.tr.Send([]raftpb.Message{heartbeat(backup.id, primary.id, 2)})
+	if m := primary.in.next(t); m.Term != 2 {
+		t.Fatalf("received %+v", m)
+	}
+
+	// A peer that is down: the raft sender backs off for an hour, a
+	// forward fails fast.
+	down := listen(t)
+	addr := down.Addr().String()
+	down.Close()
+	gone := svc.endorse(t)
+	backup.tr.SetPeers([]Peer{primary.peer(), {ID: gone.id, Address: addr}})
+	backup.tr.Send([]raftpb.Message{heartbeat(backup.id, gone.id, 1)})
+	eventually(t, "the message to the peer that is down to be dropped", func() bool { return backup.tr.Stats().Peers[gone.id].Dropped == 1 })
+	for range 2 {
+		if _, err := backup.tr.Forward(ctx, gone.id, &ForwardedRequest{Method: "POST", Path: "/w"}); !errors.Is(err, ErrUnreachable) {
+			t.Fatalf("forward to a peer that is down: %v", err)
+		}
+	}
+}
+
+// A forward in flight when its connection dies fails with ErrUnreachable
+// (it may or may not have been executed), and the primary's handler
+// context is cancelled.
+func TestTLSForwardConnectionLost(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	cancelled := make(chan struct{}, 1)
+	svc := newService(t)
+	primary := startForwardNode(t, svc, svc.endorse(t), 0, func(ctx context.Context, _ uint64, req *ForwardedRequest) *ForwardedResponse {
+		if req.Path == "/hang" {
+			entered <- struct{}{}
+			<-ctx.Done()
+			cancelled <- struct{}{}
+		}
+		return &ForwardedResponse{Status: http.StatusOK}
+	})
+	backup := startNode(t, svc, svc.endorse(t), 0)
+	g := newGate(t, primary.addr)
+	g.open()
+	primary.tr.SetPeers([]Peer{backup.peer()})
+	backup.tr.SetPeers([]Peer{{ID: primary.id, Address: g.addr()}})
+
+	ctx := testCtx(t)
+	done := make(chan error, 1)
+	go func() {
+		_, err := backup.tr.Forward(ctx, primary.id, &ForwardedRequest{Method: "POST", Path: "/hang"})
+		done <- err
+	}()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the primary")
+	}
+	g.cut()
+	if err := <-done; !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("forward on a lost connection: %v", err)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the primary's handler context was not cancelled")
+	}
+	// The next forward has a new connection.
+	if _, err := backup.tr.Forward(ctx, primary.id, &ForwardedRequest{Method: "POST", Path: "/"}); err != nil {
+		t.Fatalf("after reconnecting: %v", err)
+	}
+	if s := backup.tr.Stats().Peers[primary.id]; s.ForwardFailures != 1 || s.Forwarded != 1 {
+		t.Fatalf("backup's counters: %+v", s)
+	}
+}
+
+// A forwarded request that does not fit in the primary's budget is
+// refused at once (503, retry): the connection's reader does not wait
+// for the budget, so raft messages behind it are not held up.
+func TestTLSForwardBusy(t *testing.T) {
+	_, primary, backup := pair(t, func(_ context.Context, _ uint64, req *ForwardedRequest) *ForwardedResponse {
+		return &ForwardedResponse{Status: http.StatusOK}
+	})
+	const free = 16
+	if !primary.tr.fwdBudget.tryAcquire(forwardBudgetBytes - free) {
+		t.Fatal("the budget is not free")
+	}
+	ctx := testCtx(t)
+	_, err := backup.tr.Forward(ctx, primary.id, &ForwardedRequest{Method: "POST", Path: "/w", Body: make([]byte, free)})
+	var rerr *RefusedError
+	if !errors.As(err, &rerr) || rerr.Status != http.StatusServiceUnavailable || rerr.Kind != RefusedForward || !strings.Contains(rerr.Message, "retry") {
+		t.Fatalf("forward over the budget: %v", err)
+	}
+	backup.tr.Send([]raftpb.Message{heartbeat(backup.id, primary.id, 1)})
+	primary.in.next(t)
+	primary.tr.fwdBudget.release(forwardBudgetBytes - free)
+	if _, err := backup.tr.Forward(ctx, primary.id, &ForwardedRequest{Method: "POST", Path: "/w", Body: make([]byte, free)}); err != nil {
+		t.Fatalf("once the budget is free: %v", err)
+	}
+	if s := primary.tr.Stats().Peers[backup.id]; s.RefusedForwards != 1 || s.ForwardsReceived != 1 {
+		t.Fatalf("primary's counters: %+v", s)
+	}
+	eventually(t, "the answered request's budget to be given back", func() bool { return primary.tr.fwdBudget.free.Load() == forwardBudgetBytes })
 }
 
 // countingListener counts the connections accepted.
@@ -203,23 +350,6 @@ func (l *countingListener) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// postForward posts body to addr's forward endpoint as client.
-func postForward(t *testing.T, c *http.Client, addr, ctype string, body []byte) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, "https://"+addr+ForwardPath, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", ctype)
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 func TestTLSForwardRefusesMalformed(t *testing.T) {
 	var calls atomic.Int32
 	svc := newService(t)
@@ -229,52 +359,71 @@ func TestTLSForwardRefusesMalformed(t *testing.T) {
 	})
 	b := svc.endorse(t)
 	a.admit(b)
-	client := rawClient(t, b)
+	conn := connectFrames(t, b, a.addr)
 	valid, err := EncodeForwardedRequest(sampleRequest())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, c := range map[string]struct {
-		ctype  string
+	cases := []struct {
+		name   string
 		body   []byte
 		status int
 		says   string
 	}{
-		"content type": {"application/json", valid, http.StatusUnsupportedMediaType, "content type"},
-		"garbage":      {ForwardContentType, []byte("not cbor"), http.StatusBadRequest, ErrBadForward.Error()},
-		"empty":        {ForwardContentType, nil, http.StatusBadRequest, ErrBadForward.Error()},
-		"truncated":    {ForwardContentType, valid[:len(valid)-1], http.StatusBadRequest, ErrBadForward.Error()},
-		"version 2":    {ForwardContentType, raw(t, map[int]any{0: 2, 1: "POST"}), http.StatusBadRequest, ErrUnsupportedVersion.Error()},
-		"bad header": {ForwardContentType, raw(t, &forwardRequestWire{Version: 1, Method: "POST", Path: "/",
+		{"garbage", []byte("not cbor"), http.StatusBadRequest, ErrBadForward.Error()},
+		{"empty", nil, http.StatusBadRequest, ErrBadForward.Error()},
+		{"truncated", valid[:len(valid)-1], http.StatusBadRequest, ErrBadForward.Error()},
+		{"version 2", raw(t, map[int]any{0: 2, 1: "POST"}), http.StatusBadRequest, ErrUnsupportedVersion.Error()},
+		{"bad header", raw(t, &forwardRequestWire{Version: 1, Method: "POST", Path: "/",
 			Header: map[string][]string{"Cookie": {"a"}}}), http.StatusBadRequest, `"Cookie" is not forwarded`},
-		"meta too large": {ForwardContentType, raw(t, &forwardRequestWire{Version: 1, Method: "POST", Path: "/",
+		{"meta too large", raw(t, &forwardRequestWire{Version: 1, Method: "POST", Path: "/",
 			CallerCert: make([]byte, MaxForwardMetaBytes)}), http.StatusRequestEntityTooLarge, ErrForwardTooLarge.Error()},
-	} {
-		status, text := postForward(t, client, a.addr, c.ctype, c.body)
-		if status != c.status || !strings.Contains(text, c.says) {
-			t.Errorf("%s: %d %q, want %d saying %q", name, status, text, c.status, c.says)
+	}
+	// Refusals concern one request each: the connection goes on.
+	for i, c := range cases {
+		if err := conn.forward(uint64(i+1), c.body); err != nil {
+			t.Fatal(err)
 		}
-	}
-	resp, err := client.Get("https://" + a.addr + ForwardPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Fatalf("GET: %d", resp.StatusCode)
+		id, _, rerr := conn.answer()
+		if id != uint64(i+1) || rerr == nil || rerr.Status != c.status || !strings.Contains(rerr.Message, c.says) {
+			t.Errorf("%s: id %d, %v, want %d saying %q", c.name, id, rerr, c.status, c.says)
+		}
 	}
 	if calls.Load() != 0 {
 		t.Fatal("the handler was called for a malformed request")
 	}
-	if s := a.tr.Stats().Peers[b.id]; s.RefusedForwards != 7 || s.ForwardsReceived != 0 || s.RefusedBatches != 0 {
+	if s := a.tr.Stats().Peers[b.id]; s.RefusedForwards != uint64(len(cases)) || s.ForwardsReceived != 0 || s.RefusedBatches != 0 {
 		t.Fatalf("counters for the sender: %+v", s)
 	}
 	if !strings.Contains(a.logs.String(), "refused a forwarded request") {
 		t.Errorf("refusals not logged:\n%s", a.logs)
 	}
 	// The valid request goes through on the same connection.
-	if status, text := postForward(t, client, a.addr, ForwardContentType, valid); status != http.StatusOK {
-		t.Fatalf("valid request: %d %q", status, text)
+	if err := conn.forward(99, valid); err != nil {
+		t.Fatal(err)
+	}
+	if id, resp, rerr := conn.answer(); id != 99 || rerr != nil || resp.Status != http.StatusNoContent {
+		t.Fatalf("valid request: id %d, %+v, %v", id, resp, rerr)
+	}
+	// An id reused while its request is in flight breaks the protocol.
+	hang := make(chan struct{})
+	t.Cleanup(func() { close(hang) })
+	h := startForwardNode(t, svc, svc.endorse(t), 0, func(ctx context.Context, _ uint64, _ *ForwardedRequest) *ForwardedResponse {
+		select {
+		case <-hang:
+		case <-ctx.Done():
+		}
+		return &ForwardedResponse{Status: http.StatusOK}
+	})
+	h.admit(b)
+	conn = connectFrames(t, b, h.addr)
+	for range 2 {
+		if err := conn.forward(7, valid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if status, text := conn.goodbye(); status != http.StatusBadRequest || !strings.Contains(text, "already in flight") {
+		t.Fatalf("reused id: goodbye %d %q", status, text)
 	}
 }
 
@@ -298,7 +447,7 @@ func TestTLSForwardRefusals(t *testing.T) {
 	req := &ForwardedRequest{Method: "POST", Path: "/"}
 	var rerr *RefusedError
 	_, err := backup.tr.Forward(ctx, none.id, req)
-	if !errors.As(err, &rerr) || rerr.Status != http.StatusNotImplemented || rerr.Path != ForwardPath || !errors.Is(err, ErrRefused) {
+	if !errors.As(err, &rerr) || rerr.Status != http.StatusNotImplemented || rerr.Kind != RefusedForward || !errors.Is(err, ErrRefused) {
 		t.Fatalf("no handler: %v", err)
 	}
 	for _, path := range []string{"/", "/nil"} {
@@ -345,11 +494,14 @@ func TestTLSForwardRefusesUnendorsed(t *testing.T) {
 	// even if the primary lists its raft id.
 	for i, rogue := range []identity{selfSigned(t), newService(t).endorse(t)} {
 		primary.admit(rogue)
-		req, _ := http.NewRequest(http.MethodPost, "https://"+primary.addr+ForwardPath, bytes.NewReader(valid))
-		req.Header.Set("Content-Type", ForwardContentType)
-		if resp, err := rawClient(t, rogue).Do(req); err == nil {
-			resp.Body.Close()
-			t.Fatalf("rogue %d: answered %d", i, resp.StatusCode)
+		c, err := dialFrames(t, rogue, primary.addr)
+		if err == nil {
+			if err = c.hello(); err == nil {
+				err = c.forward(1, valid)
+			}
+		}
+		if err == nil {
+			t.Fatalf("rogue %d: the connection was accepted", i)
 		}
 		eventually(t, "the refusal to be counted", func() bool { return primary.tr.Stats().InboundHandshakeFailures == uint64(i+1) })
 	}
@@ -361,18 +513,9 @@ func TestTLSForwardRefusesUnendorsed(t *testing.T) {
 	// request; nor does an endorsed node at the address of another peer.
 	backup := startNode(t, svc, svc.endorse(t), 0)
 	rogue := selfSigned(t)
-	ln := listen(t)
-	var hits atomic.Int32
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }),
-		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{rogue.cert},
-			ClientAuth: tls.RequireAnyClientCert, NextProtos: []string{"h2"}},
-		ErrorLog: log.New(io.Discard, "", 0),
-	}
-	go srv.ServeTLS(ln, "", "")
-	t.Cleanup(func() { srv.Close() })
+	addr, frames := rogueServer(t, rogue)
 	impostor := svc.endorse(t) // believed to live at the primary's address
-	backup.tr.SetPeers([]Peer{{ID: rogue.id, Address: ln.Addr().String()}, {ID: impostor.id, Address: primary.addr}})
+	backup.tr.SetPeers([]Peer{{ID: rogue.id, Address: addr}, {ID: impostor.id, Address: primary.addr}})
 	ctx := testCtx(t)
 	var herr *HandshakeError
 	if _, err := backup.tr.Forward(ctx, rogue.id, sampleRequest()); !errors.As(err, &herr) || !errors.Is(err, ErrNotEndorsed) {
@@ -381,7 +524,7 @@ func TestTLSForwardRefusesUnendorsed(t *testing.T) {
 	if _, err := backup.tr.Forward(ctx, impostor.id, sampleRequest()); !errors.As(err, &herr) || !errors.Is(err, ErrWrongPeer) {
 		t.Fatalf("wrong peer: %v", err)
 	}
-	if hits.Load() != 0 || calls.Load() != 0 {
+	if frames.Load() != 0 || calls.Load() != 0 {
 		t.Fatal("a request reached a server that is not the peer")
 	}
 	if s := backup.tr.Stats().Peers[rogue.id]; s.HandshakeFailures == 0 || s.ForwardFailures != 1 {
@@ -401,19 +544,22 @@ func TestTLSRefusesRemovedNode(t *testing.T) {
 	backup.tr.Send([]raftpb.Message{heartbeat(backup.id, primary.id, 1)})
 	primary.in.next(t)
 
-	// The primary removes the backup; the backup still has the primary
-	// and an endorsed certificate, and its connection is open.
+	// The primary removes the backup, which still has the primary and an
+	// endorsed certificate: its connection is cut with a goodbye, which
+	// the backup logs.
 	primary.tr.SetPeers([]Peer{primary.peer()})
+	eventually(t, "the backup to log the goodbye", func() bool {
+		return strings.Contains(backup.logs.String(), "refused the connection: 403")
+	})
+	// Its next connections are refused at their start.
 	_, err := backup.tr.Forward(ctx, primary.id, req)
 	var rerr *RefusedError
-	if !errors.As(err, &rerr) || rerr.Status != http.StatusForbidden || !strings.Contains(rerr.Message, ErrUnknownSender.Error()) {
+	if !errors.As(err, &rerr) || rerr.Status != http.StatusForbidden || rerr.Kind != RefusedConnection || !strings.Contains(rerr.Message, ErrUnknownSender.Error()) {
 		t.Fatalf("forward from a removed node: %v", err)
 	}
 	backup.tr.Send([]raftpb.Message{heartbeat(backup.id, primary.id, 2)})
-	eventually(t, "the batch to be refused and counted on both sides", func() bool {
-		s := primary.tr.Stats().Peers[backup.id]
-		return s.UnknownSender == 2 && s.RefusedBatches == 1 && s.RefusedForwards == 1 &&
-			backup.tr.Stats().Peers[primary.id].Dropped == 1
+	eventually(t, "the message to be refused and counted on both sides", func() bool {
+		return primary.tr.Stats().Peers[backup.id].UnknownSender == 2 && backup.tr.Stats().Peers[primary.id].Dropped == 1
 	})
 	primary.in.none(t)
 	eventually(t, "the refusal to be logged", func() bool {
@@ -423,9 +569,12 @@ func TestTLSRefusesRemovedNode(t *testing.T) {
 
 	// An endorsed node that was never added is refused the same way.
 	stranger := svc.endorse(t)
-	status, text := postForward(t, rawClient(t, stranger), primary.addr, ForwardContentType, mustEncodeRequest(t, req))
-	if status != http.StatusForbidden || !strings.Contains(text, ErrUnknownSender.Error()) {
-		t.Fatalf("never added: %d %q", status, text)
+	c, err := dialFrames(t, stranger, primary.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.hello(); !errors.As(err, &rerr) || rerr.Status != http.StatusForbidden || !strings.Contains(rerr.Message, ErrUnknownSender.Error()) {
+		t.Fatalf("never added: %v", err)
 	}
 
 	// Listed again, it is heard again.
@@ -439,15 +588,6 @@ func TestTLSRefusesRemovedNode(t *testing.T) {
 	}
 }
 
-func mustEncodeRequest(t testing.TB, r *ForwardedRequest) []byte {
-	t.Helper()
-	b, err := EncodeForwardedRequest(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestTLSForwardContext(t *testing.T) {
 	entered := make(chan struct{}, 1)
 	cancelled := make(chan error, 1)
@@ -459,9 +599,9 @@ func TestTLSForwardContext(t *testing.T) {
 	})
 	req := &ForwardedRequest{Method: "POST", Path: "/slow"}
 	// inFlight starts a Forward, waits until the primary executes it,
-	// stops it with stop, and returns Forward's error once the primary's
-	// handler saw its context end.
-	inFlight := func(ctx context.Context, stop func()) error {
+	// stops it with stop, and returns Forward's error and the cause the
+	// primary's handler saw its context end with.
+	inFlight := func(ctx context.Context, stop func()) (error, error) {
 		t.Helper()
 		errc := make(chan error, 1)
 		go func() {
@@ -480,17 +620,20 @@ func TestTLSForwardContext(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("Forward did not return")
 		}
+		var cause error
 		select {
-		case <-cancelled:
+		case cause = <-cancelled:
 		case <-time.After(10 * time.Second):
 			t.Fatal("the primary's handler context was not cancelled")
 		}
-		return err
+		return err, cause
 	}
 
+	// The caller gives up: a cancel frame tells the primary, on a
+	// connection that stays up.
 	ctx, cancel := context.WithCancel(testCtx(t))
-	if err := inFlight(ctx, cancel); !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled: %v", err)
+	if err, cause := inFlight(ctx, cancel); !errors.Is(err, context.Canceled) || !errors.Is(cause, errForwardAbandoned) {
+		t.Fatalf("cancelled: %v; the primary's handler saw %v", err, cause)
 	}
 	if _, err := backup.tr.Forward(ctx, primary.id, req); !errors.Is(err, context.Canceled) {
 		t.Fatalf("already cancelled: %v", err)
@@ -501,14 +644,15 @@ func TestTLSForwardContext(t *testing.T) {
 		t.Fatalf("deadline passed: %v", err)
 	}
 	// Removing the peer cancels the forwards in flight to it.
-	if err := inFlight(testCtx(t), func() { backup.tr.SetPeers(nil) }); !errors.Is(err, ErrUnknownPeer) {
+	if err, _ := inFlight(testCtx(t), func() { backup.tr.SetPeers(nil) }); !errors.Is(err, ErrUnknownPeer) {
 		t.Fatalf("removed while forwarding: %v", err)
 	}
 	backup.tr.SetPeers([]Peer{primary.peer()})
-	if err := inFlight(testCtx(t), func() { backup.tr.Close() }); !errors.Is(err, ErrClosed) {
+	if err, _ := inFlight(testCtx(t), func() { backup.tr.Close() }); !errors.Is(err, ErrClosed) {
 		t.Fatalf("closed while forwarding: %v", err)
 	}
 	if s := backup.tr.Stats().Peers[primary.id]; s.ForwardFailures != 5 || s.Forwarded != 0 {
 		t.Fatalf("backup's counters: %+v", s)
 	}
+	eventually(t, "the primary's handler calls to return", func() bool { return primary.tr.Stats().Peers[backup.id].ForwardsReceived == 3 })
 }

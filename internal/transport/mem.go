@@ -356,7 +356,7 @@ func (m *memTransport) Forward(ctx context.Context, to uint64, req *ForwardedReq
 	dst.stats.get(m.id).forwardsReceived.Add(1)
 	if err != nil {
 		c.forwardFailed.Add(1)
-		return nil, &RefusedError{Peer: to, Path: ForwardPath, Status: http.StatusInternalServerError,
+		return nil, &RefusedError{Peer: to, Kind: RefusedForward, Status: http.StatusInternalServerError,
 			Message: "transport: the primary's answer cannot be relayed: " + err.Error()}
 	}
 	out, err := DecodeForwardedResponse(answer)
@@ -385,12 +385,12 @@ func (n *MemNetwork) forwardTargetLocked(m *memTransport, to uint64) (*memTransp
 	if !dst.peers[m.id] {
 		dc.refusedForwards.Add(1)
 		dc.unknownSender.Add(1)
-		return nil, &RefusedError{Peer: to, Path: ForwardPath, Status: http.StatusForbidden,
+		return nil, &RefusedError{Peer: to, Kind: RefusedForward, Status: http.StatusForbidden,
 			Message: fmt.Sprintf("%v: node %x is not a peer of node %x", ErrUnknownSender, m.id, to)}
 	}
 	if dst.fh == nil {
 		dc.refusedForwards.Add(1)
-		return nil, &RefusedError{Peer: to, Path: ForwardPath, Status: http.StatusNotImplemented, Message: errNoForwardHandler.Error()}
+		return nil, &RefusedError{Peer: to, Kind: RefusedForward, Status: http.StatusNotImplemented, Message: errNoForwardHandler.Error()}
 	}
 	return dst, nil
 }

@@ -17,14 +17,27 @@ import (
 
 // Timeouts and bounds of the TLS transport.
 const (
+	dialTimeout = 5 * time.Second
+	// handshakeTimeout bounds a TLS handshake and, for a connection this
+	// node dials, the wait for the peer's hello or goodbye.
 	handshakeTimeout = 10 * time.Second
-	requestTimeout   = 30 * time.Second
 	// maxHandshakes bounds the inbound TLS handshakes in progress; the
 	// accept loop waits for a slot, so a flood of half-open connections
 	// costs at most this many goroutines.
 	maxHandshakes = 64
-	backoffMin    = 20 * time.Millisecond
-	backoffMax    = time.Second
+	// lingerTimeout bounds how long a connection that was sent a goodbye
+	// is read (and discarded) before it is closed: closing with unread
+	// bytes would reset it, and the reset could destroy the goodbye
+	// before the peer read it. The peer closes on reading the goodbye.
+	lingerTimeout = 2 * time.Second
+)
+
+// A sender waits backoffMin after a failure, twice as long after each
+// next one, up to backoffMax. Variables so that a test can make a
+// backoff outlast it.
+var (
+	backoffMin = 20 * time.Millisecond
+	backoffMax = time.Second
 )
 
 // TLSConfig configures NewTLS.
@@ -42,7 +55,7 @@ type TLSConfig struct {
 	ServiceCert *x509.Certificate
 	// Handler receives the messages for the local raft node.
 	Handler Handler
-	// Forward executes requests forwarded by peers (POST ForwardPath).
+	// Forward executes requests forwarded by peers (forward frames).
 	// nil: this node refuses them (501), e.g. a node that never leads.
 	Forward ForwardHandler
 	// Logger receives refusals and failures; nil discards.
@@ -52,13 +65,15 @@ type TLSConfig struct {
 	QueueLen int
 }
 
-// TLS is the node-to-node transport: mutual TLS 1.3, HTTP/2, one sender
-// goroutine and queue per peer. See doc.go.
+// TLS is the node-to-node transport: mutual TLS 1.3 and a framed
+// stream protocol, one sender goroutine, queue and outbound connection per
+// peer. See doc.go.
 type TLS struct {
-	cfg   TLSConfig
-	log   *slog.Logger
-	roots *x509.CertPool
-	stats statsTable
+	cfg       TLSConfig
+	log       *slog.Logger
+	roots     *x509.CertPool
+	serverTLS *tls.Config
+	stats     statsTable
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -66,15 +81,15 @@ type TLS struct {
 	mu      sync.RWMutex
 	closed  bool
 	senders map[uint64]*sender
+	// inbound holds the served inbound connections by sending peer, so
+	// SetPeers can close those of a removed peer. A connection is added
+	// only while its sender is in senders (both under mu).
+	inbound map[uint64]map[*inConn]struct{}
 	sendWG  sync.WaitGroup // sender goroutines
 
-	srv       *http.Server
-	ln        *handshakeListener
-	serveDone chan struct{}
-
-	handlerMu     sync.RWMutex
-	handlerClosed bool
-	handlerWG     sync.WaitGroup // ServeHTTP calls in progress
+	acceptDone chan struct{}
+	slots      chan struct{}  // semaphore of inbound handshakes in progress
+	connWG     sync.WaitGroup // inbound connection goroutines; Add only in acceptLoop
 
 	// fwdBudget bounds the bytes of inbound forwarded requests held at
 	// once, across peers and connections.
@@ -131,15 +146,28 @@ func NewTLS(cfg TLSConfig) (*TLS, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	t := &TLS{
-		cfg:       cfg,
-		log:       log.With("local", hexID(cfg.LocalID)),
-		roots:     roots,
-		senders:   make(map[uint64]*sender),
-		serveDone: make(chan struct{}),
-		fwdBudget: newByteBudget(forwardBudgetBytes),
+		cfg:   cfg,
+		log:   log.With("local", hexID(cfg.LocalID)),
+		roots: roots,
+		serverTLS: &tls.Config{
+			MinVersion:   tls.VersionTLS13,
+			Certificates: []tls.Certificate{cfg.Cert},
+			// Only certificates endorsed by the service are accepted: a
+			// node proves it is one of the service's nodes, and its raft
+			// id is the hash of its key (RaftIDOf), checked against every
+			// message.
+			ClientAuth: tls.RequireAndVerifyClientCert,
+			ClientCAs:  roots,
+			NextProtos: []string{alpnProtocol},
+		},
+		senders:    make(map[uint64]*sender),
+		inbound:    make(map[uint64]map[*inConn]struct{}),
+		acceptDone: make(chan struct{}),
+		slots:      make(chan struct{}, maxHandshakes),
+		fwdBudget:  newByteBudget(forwardBudgetBytes),
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
-	t.startServer()
+	go t.acceptLoop()
 	return t, nil
 }
 
@@ -180,9 +208,12 @@ func (t *TLS) Send(msgs []raftpb.Message) {
 // SetPeers starts a sender for each new peer and stops those of removed
 // peers (and of peers whose address changed) before it returns; a
 // Forward in flight to a removed peer is cancelled. Peers with id 0 or no
-// address are ignored, with a warning. From its return, requests from a
-// node no longer listed are refused (ErrUnknownSender), and those of a
-// newly listed node accepted.
+// address are ignored, with a warning. From its return, frames from a
+// node no longer listed are refused (ErrUnknownSender): its inbound
+// connections are sent a goodbye, no Handler call for it is in progress
+// and the context of its ForwardHandler calls in progress is cancelled
+// (SetPeers does not wait for them: one may be what called it); a newly
+// listed node is accepted.
 func (t *TLS) SetPeers(peers []Peer) {
 	want := make(map[uint64]Peer, len(peers))
 	for _, p := range peers {
@@ -194,7 +225,10 @@ func (t *TLS) SetPeers(peers []Peer) {
 			want[p.ID] = p
 		}
 	}
-	var stopped []*sender
+	var (
+		stopped []*sender
+		cut     []*inConn
+	)
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -205,6 +239,18 @@ func (t *TLS) SetPeers(peers []Peer) {
 			delete(t.senders, id)
 			stopped = append(stopped, s)
 		}
+	}
+	for id, conns := range t.inbound {
+		if _, ok := want[id]; ok {
+			continue
+		}
+		for c := range conns {
+			// Under mu: a frame read after this sees the peer gone, or
+			// the connection cut, before it is delivered.
+			c.cut(&refusal{status: http.StatusForbidden, err: fmt.Errorf("%w: node %x was removed from the peers of node %x", ErrUnknownSender, id, t.cfg.LocalID)})
+			cut = append(cut, c)
+		}
+		delete(t.inbound, id)
 	}
 	for id, p := range want {
 		if _, ok := t.senders[id]; !ok {
@@ -221,6 +267,9 @@ func (t *TLS) SetPeers(peers []Peer) {
 	for _, s := range stopped {
 		<-s.done
 	}
+	for _, c := range cut {
+		<-c.quiesced
+	}
 }
 
 // isPeer reports whether id is a current peer: the senders are the peer
@@ -236,11 +285,11 @@ func (t *TLS) isPeer(id uint64) bool {
 func (t *TLS) Stats() Stats { return t.stats.snapshot() }
 
 // Close stops the senders (their queued messages count as dropped) and
-// the Forwards in flight (cancelled), the server, its connections and
-// handshakes, waits for handler calls in progress (their context is
-// cancelled), and closes the listener. It
-// returns when every goroutine the transport started has exited. Close is
-// idempotent.
+// the Forwards in flight (ErrClosed), the accept loop, the handshakes and
+// the inbound connections, whose Handler and ForwardHandler calls in
+// progress it waits for (their context is cancelled), and closes the
+// listener. It returns when every goroutine the transport started has
+// exited. Close is idempotent.
 func (t *TLS) Close() error {
 	var err error
 	t.closeOnce.Do(func() {
@@ -248,22 +297,19 @@ func (t *TLS) Close() error {
 		t.closed = true
 		senders := t.senders
 		t.senders = nil
+		t.inbound = nil
 		t.mu.Unlock()
+		// Cancelling t.ctx closes every connection (outbound: through
+		// their sender's context; inbound: see inConn.serve) and aborts
+		// the handshakes.
 		t.cancel()
 		for _, s := range senders {
 			s.cancel()
 		}
 		t.sendWG.Wait()
-
-		err = t.srv.Close() // closes t.ln and every connection it serves
-		<-t.serveDone
-		t.ln.Close()
-		t.ln.wait()
-
-		t.handlerMu.Lock()
-		t.handlerClosed = true
-		t.handlerMu.Unlock()
-		t.handlerWG.Wait()
+		err = t.cfg.Listener.Close()
+		<-t.acceptDone
+		t.connWG.Wait()
 		if errors.Is(err, net.ErrClosed) {
 			err = nil
 		}

@@ -13,10 +13,12 @@ const DefaultQueueLen = 4096
 
 // Handler receives messages for the local raft node. The consensus layer
 // calls RawNode.Step for each under its own lock. Calls may be concurrent
-// (one per sending peer) and must not block for long: the sender waits
-// for the call to return before it sends its next batch. ctx is cancelled
-// when the sender goes away or the transport closes. The messages are the
-// handler's to keep.
+// (one per sending peer) and must not block for long: the connection's
+// reader waits for the call to return before it reads the next frame, so
+// a slow call delays that peer's later messages and forwarded requests.
+// ctx is cancelled when the connection ends, the sender is removed by
+// SetPeers or the transport closes. The messages are the handler's to
+// keep.
 type Handler func(ctx context.Context, msgs []raftpb.Message)
 
 // ForwardHandler executes, on the primary, a request that reached a
@@ -62,10 +64,11 @@ type Transport interface {
 	SetPeers(peers []Peer)
 	// Forward sends req to peer to (the primary) and waits for its
 	// ForwardHandler's answer, which it returns whatever its status. It
-	// is synchronous and independent of Send: a forward never waits
-	// behind raft batches, nor they behind it. Errors: ErrUnknownPeer (to
-	// is not a current peer), ErrClosed, ErrBadForward or
-	// ErrForwardTooLarge (req cannot be encoded, or the answer is
+	// is synchronous and independent of Send: a forward waits neither for
+	// raft's backoff after a failure nor behind queued raft messages
+	// (TLS: at most behind the one batch frame being written). Errors:
+	// ErrUnknownPeer (to is not a current peer), ErrClosed, ErrBadForward
+	// or ErrForwardTooLarge (req cannot be encoded, or the answer is
 	// malformed), ctx's error once it is done, a *RefusedError (the peer
 	// refused: e.g. 403 ErrUnknownSender, 501 no ForwardHandler), a
 	// *HandshakeError (the peer's certificate is not that peer's), and
@@ -87,25 +90,29 @@ type Stats struct {
 	Peers map[uint64]PeerStats
 	// InboundHandshakeFailures counts inbound connections refused during
 	// the TLS handshake (no certificate, a certificate the service did not
-	// endorse, no HTTP/2, a broken handshake): there is no raft id to
-	// charge them to.
+	// endorse, no ALPN "coco-node/1", a broken handshake): there is no
+	// raft id to charge them to.
 	InboundHandshakeFailures uint64
 }
 
 // PeerStats are the counters for one peer.
 type PeerStats struct {
-	// Sent counts messages the peer acknowledged (TLS: answered 204 after
-	// its handler returned; mem: handed to its handler).
+	// Sent counts messages handed to the peer (TLS: written and flushed to
+	// its connection; there is no acknowledgement, and a message the peer
+	// then refused or lost with the connection stays counted here, as
+	// raft tolerates and repairs loss; mem: handed to its handler).
 	Sent uint64
-	// Dropped counts messages to the peer that were not delivered: unknown
-	// peer, full queue, too large, failed or refused request, peer removed
-	// or transport closed (mem: partition, random drop, peer gone).
+	// Dropped counts messages to the peer that were not handed over:
+	// unknown peer, full queue, too large, failed connection, written
+	// but not flushed when the connection failed, peer removed or
+	// transport closed (mem: partition, random drop, peer gone).
 	Dropped uint64
 	// Received counts messages from the peer handed to the local Handler.
 	Received uint64
-	// RefusedBatches counts batches from the peer that were refused
-	// whole: malformed, a message From another node (ErrSpoofedSender) or
-	// To another node (ErrMisdirected).
+	// RefusedBatches counts batch frames from the peer that were refused
+	// whole: malformed, too large, a message From another node
+	// (ErrSpoofedSender) or To another node (ErrMisdirected). The
+	// connection is then closed (a goodbye frame).
 	RefusedBatches uint64
 	// HandshakeFailures counts connections to the peer refused because its
 	// certificate is not endorsed by the service or names another raft id.
@@ -121,11 +128,14 @@ type PeerStats struct {
 	// ForwardHandler answered.
 	ForwardsReceived uint64
 	// RefusedForwards counts requests from the peer refused before the
-	// ForwardHandler: malformed, too large, no handler, not a current peer.
+	// ForwardHandler: malformed, too large, no handler, not a current
+	// peer (a refusal frame, or a goodbye for a frame too large to read).
 	RefusedForwards uint64
-	// UnknownSender counts batches and forwarded requests refused because
-	// the peer is not in the current peer set (ErrUnknownSender); they
-	// are also in RefusedBatches or RefusedForwards.
+	// UnknownSender counts connections and frames refused because the
+	// peer is not in the current peer set (ErrUnknownSender): a
+	// connection refused at its start (nothing was read from it), or a
+	// batch or forwarded request that arrived after SetPeers removed the
+	// peer, which is also in RefusedBatches or RefusedForwards.
 	UnknownSender uint64
 }
 
@@ -134,6 +144,11 @@ type counters struct {
 	sent, dropped, received, refused, handshake atomic.Uint64
 
 	forwarded, forwardFailed, forwardsReceived, refusedForwards, unknownSender atomic.Uint64
+
+	// frames and flushes count the frames the connections with the peer
+	// (both directions) wrote and the flushes that sent them: their ratio
+	// is the write coalescing. Only tests read them.
+	frames, flushes atomic.Uint64
 }
 
 // statsTable holds the counters of every peer ever seen. Its entries are

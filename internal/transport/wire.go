@@ -18,10 +18,6 @@ const (
 	// MaxSizePerMsg is a soft limit), so this also bounds the largest
 	// ledger entry that can be replicated.
 	MaxBatchBytes = 64 << 20
-	// RaftPath is the endpoint that receives batches.
-	RaftPath = "/internal/raft"
-	// ContentType is the media type of a batch.
-	ContentType = "application/x-coco-raft-batch"
 
 	batchHeaderLen = 5 // version u8 ‖ count u32
 	msgHeaderLen   = 4 // length u32
