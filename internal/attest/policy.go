@@ -3,8 +3,10 @@ package attest
 import (
 	"crypto"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -27,6 +29,18 @@ const (
 	// ReasonMeasurementNotAllowed: the measurement is not on the platform's
 	// allow-list.
 	ReasonMeasurementNotAllowed = "measurement_not_allowed"
+	// ReasonDebugNotAllowed: the guest can be debugged by its host (its
+	// memory is not confidential) and the policy does not allow it.
+	ReasonDebugNotAllowed = "debug_not_allowed"
+	// ReasonTCBTooLow: a component of the platform's TCB is below the
+	// policy's minimum (firmware or microcode not patched).
+	ReasonTCBTooLow = "tcb_too_low"
+	// ReasonHostDataNotAllowed: the host data (SEV-SNP HOST_DATA, TDX
+	// MRCONFIGID) is not one the policy names.
+	ReasonHostDataNotAllowed = "host_data_not_allowed"
+	// ReasonRTMRMismatch: a TDX runtime measurement register differs from
+	// the value the policy names.
+	ReasonRTMRMismatch = "rtmr_mismatch"
 )
 
 // Reasons returns every refusal reason, in the order Admit and Check test
@@ -36,8 +50,12 @@ func Reasons() []string {
 		ReasonEvidenceInvalid,
 		ReasonPlatformNotAccepted,
 		ReasonInsecureNotAllowed,
+		ReasonDebugNotAllowed,
 		ReasonReportDataMismatch,
 		ReasonMeasurementNotAllowed,
+		ReasonTCBTooLow,
+		ReasonHostDataNotAllowed,
+		ReasonRTMRMismatch,
 	}
 }
 
@@ -81,6 +99,18 @@ type PlatformPolicy struct {
 	// set for "virtual", whose evidence is always insecure; enabling it says
 	// "I accept nodes that prove nothing".
 	AllowInsecure bool
+	// AllowDebug accepts a guest its host can debug (Verified.Debug).
+	AllowDebug bool
+	// MinTCB is the lowest TCB accepted, in the encoding of
+	// Verified.TCBVersion (hex): every byte of the evidence's TCB version,
+	// each a component's security version, must be at least this one's.
+	// Empty: any TCB.
+	MinTCB string
+	// HostData lists the accepted host data (hex); empty: any.
+	HostData []string
+	// RTMRs names the value each TDX runtime measurement register must
+	// have (hex), by index; "" or a missing index: any.
+	RTMRs []string
 }
 
 // Policy decides whether verified evidence may join. Platforms maps a
@@ -102,6 +132,13 @@ func (p Policy) Validate() error {
 				errs = append(errs, fmt.Errorf("platform %s: %w", name, err))
 			}
 		}
+		for what, list := range map[string][]string{"min_tcb": {pp.MinTCB}, "host_data": pp.HostData, "rtmrs": pp.RTMRs} {
+			for _, h := range list {
+				if _, err := hex.DecodeString(h); err != nil {
+					errs = append(errs, fmt.Errorf("platform %s: %s %q is not hex", name, what, h))
+				}
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -109,8 +146,10 @@ func (p Policy) Validate() error {
 // Check decides whether v, the result of verifying a bundle, is acceptable
 // for a node presenting pub. It is pure. In order, it refuses (with a
 // *RefusedError) a platform without a policy entry, insecure evidence the
-// entry does not allow, report data other than ReportDataForKey(pub), and a
-// measurement not on the entry's allow-list. A nil v is evidence_invalid.
+// entry does not allow, a debuggable guest it does not allow, report data
+// other than ReportDataForKey(pub), a measurement not on the entry's
+// allow-list, a TCB below its minimum, host data it does not name, and an
+// RTMR other than the one it names. A nil v is evidence_invalid.
 func (p Policy) Check(v *Verified, pub crypto.PublicKey) error {
 	if v == nil {
 		return &RefusedError{Reason: ReasonEvidenceInvalid, Detail: "no verified evidence"}
@@ -124,6 +163,10 @@ func (p Policy) Check(v *Verified, pub crypto.PublicKey) error {
 		return &RefusedError{Reason: ReasonInsecureNotAllowed, Platform: v.Platform,
 			Detail: fmt.Sprintf("%s evidence is not hardware-backed and the policy does not allow insecure evidence", v.Platform)}
 	}
+	if v.Debug && !pp.AllowDebug {
+		return &RefusedError{Reason: ReasonDebugNotAllowed, Platform: v.Platform,
+			Detail: fmt.Sprintf("the %s guest can be debugged by its host, so its memory is not confidential", v.Platform)}
+	}
 	want, err := ReportDataForKey(pub)
 	if err != nil {
 		return &RefusedError{Reason: ReasonReportDataMismatch, Platform: v.Platform,
@@ -136,6 +179,32 @@ func (p Policy) Check(v *Verified, pub crypto.PublicKey) error {
 	if !pp.allows(v.Measurement) {
 		return &RefusedError{Reason: ReasonMeasurementNotAllowed, Platform: v.Platform,
 			Detail: fmt.Sprintf("%s measurement %s is not on the allow-list", v.Platform, v.Measurement)}
+	}
+	if pp.MinTCB != "" {
+		low, _ := hex.DecodeString(pp.MinTCB)
+		if len(low) != len(v.TCBVersion) {
+			return &RefusedError{Reason: ReasonTCBTooLow, Platform: v.Platform,
+				Detail: fmt.Sprintf("the policy's minimum TCB %s is not a %s TCB version (%d bytes, the evidence has %d)", pp.MinTCB, v.Platform, len(low), len(v.TCBVersion))}
+		}
+		for i := range low {
+			if v.TCBVersion[i] < low[i] {
+				return &RefusedError{Reason: ReasonTCBTooLow, Platform: v.Platform,
+					Detail: fmt.Sprintf("TCB version %x is below the minimum %s (component %d: %d < %d)", v.TCBVersion, pp.MinTCB, i, v.TCBVersion[i], low[i])}
+			}
+		}
+	}
+	if len(pp.HostData) > 0 && !slices.ContainsFunc(pp.HostData, func(h string) bool { return strings.EqualFold(h, hex.EncodeToString(v.HostData)) }) {
+		return &RefusedError{Reason: ReasonHostDataNotAllowed, Platform: v.Platform,
+			Detail: fmt.Sprintf("host data %x is not one the policy accepts", v.HostData)}
+	}
+	for i, want := range pp.RTMRs {
+		if want == "" {
+			continue
+		}
+		if i >= len(v.RTMRs) || !strings.EqualFold(want, hex.EncodeToString(v.RTMRs[i])) {
+			return &RefusedError{Reason: ReasonRTMRMismatch, Platform: v.Platform,
+				Detail: fmt.Sprintf("RTMR[%d] is not the value the policy names (%s)", i, want)}
+		}
 	}
 	return nil
 }

@@ -76,6 +76,43 @@ func TestPolicyCheck(t *testing.T) {
 		{"empty measurement", Policy{map[string]PlatformPolicy{"virtual": {Measurements: []string{""}, AllowInsecure: true}}}, ver("virtual", nil, rd, false), key, ReasonMeasurementNotAllowed},
 		{"prefix of allowed", Policy{map[string]PlatformPolicy{"virtual": virtualOK}}, ver("virtual", allowed[:31], rd, false), key, ReasonMeasurementNotAllowed},
 	}
+	// Hardware evidence: debug, TCB, host data, RTMRs.
+	snp := func(mod func(v *Verified)) *Verified {
+		v := ver("sev-snp", allowed, rd, true)
+		v.TCBVersion = []byte{3, 0, 0, 0, 0, 0, 8, 115}
+		v.HostData = []byte{0xaa, 0xbb}
+		v.RTMRs = [][]byte{{1}, {2}, {3}, {4}}
+		if mod != nil {
+			mod(v)
+		}
+		return v
+	}
+	strict := PlatformPolicy{Measurements: []string{testCodeID}, MinTCB: "0300000000000873", HostData: []string{"AABB"}, RTMRs: []string{"", "02"}}
+	withStrict := func(mod func(pp *PlatformPolicy)) Policy {
+		pp := strict
+		if mod != nil {
+			mod(&pp)
+		}
+		return Policy{map[string]PlatformPolicy{"sev-snp": pp}}
+	}
+	cases = append(cases, []struct {
+		name   string
+		policy Policy
+		v      *Verified
+		pub    crypto.PublicKey
+		want   string
+	}{
+		{"hardware accepted at the minimum", withStrict(nil), snp(nil), key, ""},
+		{"hardware accepted above the minimum", withStrict(nil), snp(func(v *Verified) { v.TCBVersion[7] = 200 }), key, ""},
+		{"debug not allowed", withStrict(nil), snp(func(v *Verified) { v.Debug = true }), key, ReasonDebugNotAllowed},
+		{"debug allowed", withStrict(func(pp *PlatformPolicy) { pp.AllowDebug = true }), snp(func(v *Verified) { v.Debug = true }), key, ""},
+		{"one component below", withStrict(nil), snp(func(v *Verified) { v.TCBVersion = []byte{3, 0, 0, 0, 0, 0, 7, 200} }), key, ReasonTCBTooLow},
+		{"minimum of another layout", withStrict(func(pp *PlatformPolicy) { pp.MinTCB = "03" }), snp(nil), key, ReasonTCBTooLow},
+		{"host data not named", withStrict(nil), snp(func(v *Verified) { v.HostData = []byte{0xaa} }), key, ReasonHostDataNotAllowed},
+		{"any host data", withStrict(func(pp *PlatformPolicy) { pp.HostData = nil }), snp(func(v *Verified) { v.HostData = []byte{1} }), key, ""},
+		{"RTMR differs", withStrict(nil), snp(func(v *Verified) { v.RTMRs[1] = []byte{9} }), key, ReasonRTMRMismatch},
+		{"RTMR missing", withStrict(nil), snp(func(v *Verified) { v.RTMRs = v.RTMRs[:1] }), key, ReasonRTMRMismatch},
+	}...)
 	seen := map[string]bool{}
 	for _, c := range cases {
 		err := c.policy.Check(c.v, c.pub)
@@ -180,6 +217,13 @@ func TestPolicyValidate(t *testing.T) {
 	err := bad.Validate()
 	if err == nil || !strings.Contains(err.Error(), "xyz") || !strings.Contains(err.Error(), "empty") {
 		t.Fatalf("Validate = %v", err)
+	}
+	hw := Policy{Platforms: map[string]PlatformPolicy{"tdx": {Measurements: []string{testCodeID}, MinTCB: "0g", HostData: []string{"ab", "q"}, RTMRs: []string{"", "z1"}}}}
+	err = hw.Validate()
+	for _, want := range []string{`min_tcb "0g"`, `host_data "q"`, `rtmrs "z1"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate = %v; want it to name %s", err, want)
+		}
 	}
 }
 

@@ -20,6 +20,20 @@ type Verified struct {
 	// TCB is the platform's trusted computing base version in a
 	// platform-specific text form; empty for virtual.
 	TCB string
+	// TCBVersion is the TCB in a form policies compare: SEV-SNP, the
+	// reported TCB_VERSION as a uint64 (the SPL bytes, bootloader lowest);
+	// TDX, the TEE TCB SVN as 16 bytes, compared byte by byte. Nil for
+	// virtual.
+	TCBVersion []byte
+	// Debug reports that the host can debug the guest (SEV-SNP guest policy
+	// DEBUG bit; TDX TD attribute DEBUG): its memory is not confidential.
+	Debug bool
+	// HostData is data the host bound at launch (SEV-SNP HOST_DATA, TDX
+	// MRCONFIGID); nil when the platform has none.
+	HostData []byte
+	// RTMRs are TDX's runtime measurement registers, in order; nil
+	// elsewhere.
+	RTMRs [][]byte
 }
 
 // Verifier checks evidence bundles. now is the time certificates, CRLs and
