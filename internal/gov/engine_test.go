@@ -376,7 +376,7 @@ func (s *scenario) state(t *testing.T) string {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(&b, "service: %s\n", info.Status)
-	for _, table := range []kv.MapName{MembersTable, UsersTable, NodesTable, NodeMeasurementsTable, ServiceConfigTable} {
+	for _, table := range []kv.MapName{MembersTable, UsersTable, NodesTable, NodeMeasurementsTable, JoinPolicyTable, ServiceConfigTable} {
 		items, _ := tx.Scan(table, nil, nil, 0)
 		var lines []string
 		for _, it := range items {

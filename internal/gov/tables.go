@@ -18,6 +18,9 @@ const (
 	// NodeMeasurementsTable is the join allow-list: key "<platform>:<hex
 	// measurement>", value {"platform", "measurement"}.
 	NodeMeasurementsTable kv.MapName = "public:coco.gov.node_measurements"
+	// JoinPolicyTable: platform → JoinPolicy. A platform without an entry
+	// may not join; the accepted measurements are NodeMeasurementsTable's.
+	JoinPolicyTable kv.MapName = "public:coco.gov.join_policy"
 	// ServiceInfoTable: ServiceInfoKey → ServiceInfo.
 	ServiceInfoTable kv.MapName = "public:coco.gov.service_info"
 	// ServiceConfigTable: ServiceConfigKey → ServiceConfig.
@@ -45,6 +48,16 @@ const (
 	ServiceConfigKey = "config"
 	ConstitutionKey  = "constitution"
 )
+
+// JoinPolicy is a JoinPolicyTable value: the terms on which nodes of a
+// platform may join (attest.PlatformPolicy, set by set_node_join_policy).
+type JoinPolicy struct {
+	AllowInsecure bool     `json:"allow_insecure"`
+	AllowDebug    bool     `json:"allow_debug"`
+	MinTCB        string   `json:"min_tcb,omitempty"`
+	HostData      []string `json:"host_data,omitempty"`
+	RTMRs         []string `json:"rtmrs,omitempty"`
+}
 
 // Member statuses.
 const (

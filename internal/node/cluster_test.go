@@ -342,6 +342,10 @@ func TestClusterMinorityCannotCommit(t *testing.T) {
 	}
 }
 
+// TestClusterJoinRefusedForUnknownMeasurement: a joiner whose measurement
+// the service does not allow is refused, clearly on both sides, until the
+// members add it by proposal; a platform the members refuse is refused
+// whatever the measurement.
 func TestClusterJoinRefusedForUnknownMeasurement(t *testing.T) {
 	c := newCluster(t, 1, "")
 	// A node running other code than the allow-list names.
@@ -353,10 +357,23 @@ func TestClusterJoinRefusedForUnknownMeasurement(t *testing.T) {
 	if logs := c.logs[0].String(); !strings.Contains(logs, "refused a joining node") || !strings.Contains(logs, strings.Repeat("ab", 32)) {
 		t.Fatalf("the service did not log the refusal clearly:\n%s", logs)
 	}
-	// The node that failed to join left no secrets behind: started again
-	// with the right code, it joins.
-	c.add(t, 1, "")
+	// Once the members allow that code by proposal, the same node joins.
+	code := strings.Repeat("ab", 32)
+	if p := c.govern(0, client.Action{Name: "add_node_measurement", Args: map[string]string{"platform": "virtual", "measurement": code}}); p.State != "Accepted" {
+		t.Fatalf("add_node_measurement: %+v", p)
+	}
+	c.add(t, 1, "[attestation]\nvirtual_code_id = \""+code+"\"")
 	c.waitMembers(2)
+
+	// A service that refuses the virtual platform altogether refuses a
+	// virtual joiner whatever its code, naming the platform.
+	if p := c.govern(0, client.Action{Name: "set_node_join_policy", Args: map[string]any{"platform": "virtual", "accepted": false}}); p.State != "Accepted" {
+		t.Fatalf("set_node_join_policy: %+v", p)
+	}
+	err = c.tryAdd(t, 2, "", nil)
+	if !errors.As(err, &refused) || !strings.Contains(err.Error(), "platform_not_accepted") || !strings.Contains(err.Error(), `"virtual"`) {
+		t.Fatalf("join on a refused platform: %v", err)
+	}
 }
 
 // TestClusterBackupDiskFull: a backup whose disk fills stops clearly

@@ -592,6 +592,12 @@ func (n *Node) writeGenesis() error {
 		if err := put(app.NodeMeasurementsTable, []byte(m.key()), m); err != nil {
 			return err
 		}
+		// The platforms of the allowed measurements may join; virtual
+		// evidence proves nothing, and is accepted only because the
+		// genesis node itself runs on it or the configuration names it.
+		if err := put(gov.JoinPolicyTable, []byte(m.Platform), gov.JoinPolicy{AllowInsecure: m.Platform == attest.PlatformVirtual}); err != nil {
+			return err
+		}
 	}
 	for _, ic := range n.cfg.Start.Members {
 		raw, err := vfs.ReadFile(n.fs, ic.CertFile)

@@ -15,6 +15,7 @@ import (
 	"github.com/cocoledger/coco/internal/attest"
 	"github.com/cocoledger/coco/internal/consensus"
 	"github.com/cocoledger/coco/internal/crypto"
+	"github.com/cocoledger/coco/internal/gov"
 	"github.com/cocoledger/coco/internal/ids"
 	"github.com/cocoledger/coco/internal/kv"
 	"github.com/cocoledger/coco/internal/ledger"
@@ -58,15 +59,23 @@ func (n *Node) selfMeasurement() (measurementInfo, error) {
 // chosen to accept that (docs/attestation.md).
 func (n *Node) joinPolicy() attest.Policy {
 	p := attest.Policy{Platforms: map[string]attest.PlatformPolicy{}}
+	n.scanTable(gov.JoinPolicyTable, func(key, value []byte) {
+		var jp gov.JoinPolicy
+		if json.Unmarshal(value, &jp) != nil {
+			return // unreadable: the platform stays refused
+		}
+		p.Platforms[string(key)] = attest.PlatformPolicy{AllowInsecure: jp.AllowInsecure, AllowDebug: jp.AllowDebug,
+			MinTCB: jp.MinTCB, HostData: jp.HostData, RTMRs: jp.RTMRs}
+	})
 	n.scanTable(app.NodeMeasurementsTable, func(_, value []byte) {
 		var m measurementInfo
 		if json.Unmarshal(value, &m) != nil {
 			return
 		}
-		pp := p.Platforms[m.Platform]
-		pp.Measurements = append(pp.Measurements, m.Measurement)
-		pp.AllowInsecure = m.Platform == attest.PlatformVirtual
-		p.Platforms[m.Platform] = pp
+		if pp, ok := p.Platforms[m.Platform]; ok {
+			pp.Measurements = append(pp.Measurements, m.Measurement)
+			p.Platforms[m.Platform] = pp
+		}
 	})
 	return p
 }

@@ -52,10 +52,13 @@ function vetoMembers(active) {
 //   users:             user id -> {cert, user_data}
 //   node_measurements: "<platform>:<hex measurement>" -> {platform, measurement}
 //   constitution:      "constitution" -> the source, as a JSON string
+//   join_policy:       platform -> {allow_insecure, allow_debug, min_tcb?,
+//                      host_data?, rtmrs?}; a platform without one may not join
 const MEMBERS = "public:coco.gov.members";
 const USERS = "public:coco.gov.users";
 const MEASUREMENTS = "public:coco.gov.node_measurements";
 const CONSTITUTION = "public:coco.gov.constitution";
+const JOIN_POLICY = "public:coco.gov.join_policy";
 
 // majority decides from the active members' yes and no votes out of n.
 function majority(yes, no, n) {
@@ -146,11 +149,27 @@ function checkEncryptionKey(args, k) {
 // digest, the TDX MRTD.
 const MEASUREMENT_BYTES = { virtual: 32, "sev-snp": 48, tdx: 48 };
 
-function checkMeasurement(args) {
+function checkPlatform(args) {
   checkString(args, "platform");
   if (!has(MEASUREMENT_BYTES, args.platform)) {
     fail(`arg "platform" must be one of ${Object.keys(MEASUREMENT_BYTES).join(", ")}`);
   }
+}
+
+function isHex(v, emptyOK) {
+  return typeof v === "string" && (emptyOK ? /^([0-9a-fA-F]{2})*$/ : /^([0-9a-fA-F]{2})+$/).test(v);
+}
+
+// checkHexList checks an array of at most max hex strings.
+function checkHexList(args, k, max, emptyOK) {
+  const v = args[k];
+  if (!Array.isArray(v) || v.length > max || !v.every((h) => isHex(h, emptyOK))) {
+    fail(`arg "${k}" must be a list of at most ${max} hex strings`);
+  }
+}
+
+function checkMeasurement(args) {
+  checkPlatform(args);
   const digits = 2 * MEASUREMENT_BYTES[args.platform];
   if (typeof args.measurement !== "string" || !new RegExp(`^[0-9a-fA-F]{${digits}}$`).test(args.measurement)) {
     fail(`arg "measurement" must be ${digits} hex digits for platform ${args.platform}`);
@@ -306,6 +325,45 @@ const ACTIONS = {
     },
     apply(args) {
       coco.kv.delete(MEASUREMENTS, `${args.platform}:${args.measurement.toLowerCase()}`);
+    },
+  },
+  set_node_join_policy: {
+    // The terms on which nodes of a platform may join; accepted: false
+    // refuses the platform outright (a mixed network is only as strong as
+    // its weakest TEE). The measurements are add_node_measurement's.
+    // min_tcb is the lowest TCB version, hex, as the evidence reports it
+    // (GET /node/quotes shows it): every byte, a component's security
+    // version, must be at least this one's. host_data lists the accepted
+    // SEV-SNP HOST_DATA / TDX MRCONFIGID; rtmrs the value each TDX RTMR
+    // must have ("" for any).
+    check(args) {
+      checkArgs(args, ["platform", "accepted"], ["allow_insecure", "allow_debug", "min_tcb", "host_data", "rtmrs"]);
+      checkPlatform(args);
+      if (typeof args.accepted !== "boolean") fail(`arg "accepted" must be a boolean`);
+      if (!args.accepted && Object.keys(args).length > 2) fail("a refused platform takes no other args");
+      for (const k of ["allow_insecure", "allow_debug"]) {
+        if (has(args, k) && typeof args[k] !== "boolean") fail(`arg "${k}" must be a boolean`);
+      }
+      if (has(args, "allow_insecure") && args.allow_insecure && args.platform !== "virtual") {
+        fail(`arg "allow_insecure" is for the virtual platform only: ${args.platform} evidence is always hardware-backed`);
+      }
+      if (has(args, "min_tcb") && !isHex(args.min_tcb, false)) fail(`arg "min_tcb" must be hex digits`);
+      if (has(args, "host_data")) checkHexList(args, "host_data", 64, false);
+      if (has(args, "rtmrs")) {
+        if (args.platform !== "tdx") fail(`arg "rtmrs" is for the tdx platform only`);
+        checkHexList(args, "rtmrs", 4, true);
+      }
+    },
+    apply(args) {
+      if (!args.accepted) {
+        coco.kv.delete(JOIN_POLICY, args.platform);
+        return;
+      }
+      const p = { allow_insecure: args.allow_insecure === true, allow_debug: args.allow_debug === true };
+      if (has(args, "min_tcb")) p.min_tcb = args.min_tcb.toLowerCase();
+      if (has(args, "host_data")) p.host_data = args.host_data.map((h) => h.toLowerCase());
+      if (has(args, "rtmrs")) p.rtmrs = args.rtmrs.map((h) => h.toLowerCase());
+      setJSON(JOIN_POLICY, args.platform, p);
     },
   },
   set_service_configuration: {
