@@ -161,6 +161,10 @@ func TestGovernanceCLI(t *testing.T) {
 	if err := sb.stop(); err != nil {
 		t.Fatal(err)
 	}
+	out, err = coco(t, "ledger", "verify", sb.manifest.Nodes[1].LedgerDir, "--service-cert", sb.manifest.ServiceCert)
+	if err != nil || !strings.Contains(out, "18 governance requests verified") || !strings.Contains(out, "attestation evidence of 3 nodes verified again") {
+		t.Fatalf("ledger verify: %v\n%s", err, out)
+	}
 	out, err = coco(t, "ledger", "gov-history", sb.manifest.Nodes[1].LedgerDir, "--service-cert", sb.manifest.ServiceCert, "--json")
 	if err != nil {
 		t.Fatalf("gov-history: %v\n%s", err, out)

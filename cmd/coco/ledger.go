@@ -48,7 +48,8 @@ func newLedgerCmd() *cobra.Command {
 			}
 			cmd.Printf("ledger OK: %d entries, %d signatures, last signed transaction %s, %d entries after it not yet signed\n",
 				rep.Entries, rep.Signatures, rep.LastSigned, rep.Unsigned)
-			cmd.Printf("%d governance requests verified against the members of their time\n%s\n", rep.GovRequests, trust())
+			cmd.Printf("%d governance requests verified against the members of their time; attestation evidence of %d nodes verified again\n%s\n",
+				rep.GovRequests, rep.NodeEvidence, trust())
 			return nil
 		},
 	}

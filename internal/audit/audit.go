@@ -47,7 +47,10 @@ type Report struct {
 	// GovRequests counts the signed governance requests verified against
 	// the members of their time.
 	GovRequests uint64
-	ServiceCert *x509.Certificate
+	// NodeEvidence counts the nodes' attestation evidence bundles verified
+	// again (each at the time the service verified it).
+	NodeEvidence uint64
+	ServiceCert  *x509.Certificate
 }
 
 // Verify audits the ledger in dir. serviceCert may be nil (trust the
@@ -88,13 +91,16 @@ func verify(fsys vfs.FS, dir string, serviceCert *x509.Certificate, onGov func(G
 				if err := rep.checkGenesis(ws); err != nil {
 					return fail(err, "genesis: %v", err)
 				}
-				govs = newGovState(rep.ServiceCert, onGov)
+				if govs, err = newGovState(rep.ServiceCert, onGov); err != nil {
+					return fail(err, "%v", err)
+				}
 			}
 			n, err := govs.check(ids.TxID{View: e.View, Seqno: e.Seqno}, ws)
 			if err != nil {
 				return fail(err, "%v", err)
 			}
 			rep.GovRequests += uint64(n)
+			rep.NodeEvidence = govs.nodes
 			rep.Unsigned++
 		case ledger.KindRaft:
 			// Consensus entries (configuration changes, a new leader's

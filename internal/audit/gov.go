@@ -3,11 +3,13 @@ package audit
 import (
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
 
+	"github.com/cocoledger/coco/internal/attest"
 	"github.com/cocoledger/coco/internal/crypto"
 	"github.com/cocoledger/coco/internal/gov"
 	"github.com/cocoledger/coco/internal/gov/signedreq"
@@ -38,6 +40,61 @@ type govState struct {
 	members map[ids.MemberID]*x509.Certificate
 	onEvent func(GovEvent)
 	states  map[string]string // proposal id → last state reported
+
+	verifier *attest.Registry
+	evidence map[string]string // node id → evidence already verified
+	nodes    uint64            // node evidence bundles verified
+}
+
+// checkNodes verifies again the attestation evidence each node was
+// admitted with, at the time the primary verified it: the bundle verifies
+// for its platform and binds the key of the node's certificate. A record
+// rewritten with the same evidence (a change of status) is not verified
+// twice.
+func (g *govState) checkNodes(ws *kv.WriteSet) error {
+	for _, w := range ws.Writes(gov.NodesTable) {
+		if w.Deleted {
+			continue
+		}
+		id := string(w.Key)
+		var ni gov.NodeInfo
+		if err := json.Unmarshal(w.Value, &ni); err != nil {
+			return fmt.Errorf("node %s: %w", id, err)
+		}
+		if ni.Evidence == "" || g.evidence[id] == ni.Evidence {
+			continue
+		}
+		raw, err := base64.StdEncoding.DecodeString(ni.Evidence)
+		if err != nil {
+			return fmt.Errorf("node %s: evidence is not base64: %w", id, err)
+		}
+		b, err := attest.UnmarshalBundle(raw)
+		if err != nil {
+			return fmt.Errorf("node %s: %w", id, err)
+		}
+		at, err := time.Parse(time.RFC3339, ni.VerifiedAt)
+		if err != nil {
+			return fmt.Errorf("node %s: verified_at %q: %w", id, ni.VerifiedAt, err)
+		}
+		v, err := g.verifier.Verify(b, at)
+		if err != nil {
+			return fmt.Errorf("node %s: its %s evidence does not verify (as of %s): %w", id, b.Platform, ni.VerifiedAt, err)
+		}
+		cert, err := crypto.ParseCertPEM([]byte(ni.Cert))
+		if err != nil {
+			return fmt.Errorf("node %s: %w", id, err)
+		}
+		want, err := attest.ReportDataForKey(cert.PublicKey)
+		if err != nil || want != v.ReportData {
+			return fmt.Errorf("node %s: its evidence does not bind the key of its certificate", id)
+		}
+		if v.Measurement.String() != ni.Measurement || v.Platform != ni.Platform {
+			return fmt.Errorf("node %s: recorded as %s %s, its evidence says %s %s", id, ni.Platform, ni.Measurement, v.Platform, v.Measurement)
+		}
+		g.evidence[id] = ni.Evidence
+		g.nodes++
+	}
+	return nil
 }
 
 // check verifies the signed requests a transaction stored, against the
@@ -92,6 +149,9 @@ func (g *govState) check(id ids.TxID, ws *kv.WriteSet) (int, error) {
 		}
 		g.members[mid] = cert
 	}
+	if err := g.checkNodes(ws); err != nil {
+		return verified, err
+	}
 	if g.onEvent != nil {
 		for _, w := range ws.Writes(gov.ProposalsInfoTable) {
 			var info gov.ProposalInfo
@@ -105,8 +165,13 @@ func (g *govState) check(id ids.TxID, ws *kv.WriteSet) (int, error) {
 	return verified, nil
 }
 
-func newGovState(serviceCert *x509.Certificate, onEvent func(GovEvent)) *govState {
-	return &govState{service: sha256.Sum256(serviceCert.Raw), members: map[ids.MemberID]*x509.Certificate{}, onEvent: onEvent, states: map[string]string{}}
+func newGovState(serviceCert *x509.Certificate, onEvent func(GovEvent)) (*govState, error) {
+	ver, err := attest.NewVerifier()
+	if err != nil {
+		return nil, err
+	}
+	return &govState{service: sha256.Sum256(serviceCert.Raw), members: map[ids.MemberID]*x509.Certificate{}, onEvent: onEvent,
+		states: map[string]string{}, verifier: ver, evidence: map[string]string{}}, nil
 }
 
 // String prints an event on one line.

@@ -4,12 +4,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cocoledger/coco/internal/attest"
 	"github.com/cocoledger/coco/internal/audit"
 	"github.com/cocoledger/coco/internal/crypto"
 	"github.com/cocoledger/coco/internal/gov"
@@ -111,6 +113,81 @@ func TestGovernanceRequestsVerifyAgainstTheirMembers(t *testing.T) {
 		var ae *audit.Error
 		if !errors.As(err, &ae) || !errors.Is(err, audit.ErrAudit) || !strings.Contains(err.Error(), tc.want) || ae.Seqno != w.next-1 {
 			t.Errorf("%s: %v; want an audit error at seqno %d saying %q", name, err, w.next-1, tc.want)
+		}
+	}
+}
+
+// TestNodeEvidenceIsVerifiedAgain: the audit verifies the attestation
+// evidence recorded for each node, at the time it was verified, and that
+// it binds the key of the node's certificate and the recorded measurement.
+func TestNodeEvidenceIsVerifiedAgain(t *testing.T) {
+	svc := newIdentity(t)
+	code := strings.Repeat("cd", 32)
+	plat, err := attest.NewVirtual(code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeKey, _ := crypto.GenerateKey(nil)
+	nodeCert, err := crypto.Endorse(nil, nodeKey.Public(), svc.key, svc.cert, crypto.CertOptions{CommonName: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey, _ := crypto.GenerateKey(nil)
+	evidenceFor := func(pub any) string {
+		rd, err := attest.ReportDataForKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := plat.Evidence(rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := b.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return base64.StdEncoding.EncodeToString(raw)
+	}
+	record := func(mod func(*gov.NodeInfo)) string {
+		ni := gov.NodeInfo{Cert: string(crypto.CertPEM(nodeCert)), Status: gov.NodeTrusted, Platform: "virtual", Measurement: code,
+			Evidence: evidenceFor(nodeKey.Public()), VerifiedAt: "2026-11-24T12:00:00Z"}
+		if mod != nil {
+			mod(&ni)
+		}
+		v, _ := json.Marshal(ni)
+		return string(v)
+	}
+	nodeID := ids.Fingerprint(nodeCert.Raw)
+
+	w := newWriter(t)
+	w.genesis(svc)
+	w.tx(gov.NodesTable, nodeID, record(nil))
+	w.tx(gov.NodesTable, nodeID, record(func(ni *gov.NodeInfo) { ni.Status = gov.NodeRetired })) // same evidence: once
+	w.sign(svc, nil)
+	w.close()
+	rep, err := audit.Verify(w.fs, "/ledger", svc.cert)
+	if err != nil || rep.NodeEvidence != 1 {
+		t.Fatalf("report %+v, %v; want 1 node's evidence verified", rep, err)
+	}
+
+	for name, tc := range map[string]struct {
+		mod  func(*gov.NodeInfo)
+		want string
+	}{
+		"another key":          {func(ni *gov.NodeInfo) { ni.Evidence = evidenceFor(otherKey.Public()) }, "does not bind the key of its certificate"},
+		"not base64":           {func(ni *gov.NodeInfo) { ni.Evidence = "%%%" }, "not base64"},
+		"not a bundle":         {func(ni *gov.NodeInfo) { ni.Evidence = base64.StdEncoding.EncodeToString([]byte("junk")) }, "bundle"},
+		"other measurement":    {func(ni *gov.NodeInfo) { ni.Measurement = strings.Repeat("ef", 32) }, "its evidence says"},
+		"no verification time": {func(ni *gov.NodeInfo) { ni.VerifiedAt = "" }, "verified_at"},
+	} {
+		w := newWriter(t)
+		w.genesis(svc)
+		w.tx(gov.NodesTable, nodeID, record(tc.mod))
+		w.close()
+		_, err := audit.Verify(w.fs, "/ledger", svc.cert)
+		var ae *audit.Error
+		if !errors.As(err, &ae) || !strings.Contains(err.Error(), tc.want) || ae.Seqno != 2 {
+			t.Errorf("%s: %v; want an audit error at seqno 2 saying %q", name, err, tc.want)
 		}
 	}
 }

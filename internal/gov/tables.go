@@ -49,6 +49,24 @@ const (
 	ConstitutionKey  = "constitution"
 )
 
+// NodeInfo is a NodesTable value: a node of the service, as the primary
+// recorded it when the node joined (the genesis node records itself).
+type NodeInfo struct {
+	Cert        string `json:"cert"`
+	RPCAddress  string `json:"rpc_address"`
+	NodeAddress string `json:"node_address"`
+	// Status is NodePending, NodeTrusted or NodeRetired.
+	Status      string `json:"status"`
+	Platform    string `json:"platform"`
+	Measurement string `json:"measurement"`
+	// Evidence is the attestation bundle the node joined with (base64
+	// CBOR), so an auditor can verify it again; empty for the genesis node.
+	Evidence string `json:"evidence,omitempty"`
+	// VerifiedAt is when the primary verified the evidence (RFC 3339):
+	// the time its certificates and collateral are checked against again.
+	VerifiedAt string `json:"verified_at,omitempty"`
+}
+
 // JoinPolicy is a JoinPolicyTable value: the terms on which nodes of a
 // platform may join (attest.PlatformPolicy, set by set_node_join_policy).
 type JoinPolicy struct {

@@ -159,7 +159,7 @@ func (n *Node) serveNetwork(w http.ResponseWriter, _ *http.Request) {
 		resp.ServiceStatus = info.Status
 	}
 	m := n.replica.Membership()
-	n.eachNode(func(id ids.NodeID, ni nodeInfo) {
+	n.eachNode(func(id ids.NodeID, ni gov.NodeInfo) {
 		rid := transport.RaftID(id)
 		primary := st.Leader != 0 && rid == st.Leader
 		if primary {

@@ -323,7 +323,7 @@ func (n *Node) retryConfChange(ctx context.Context, cc raftpb.ConfChangeV2) erro
 // peerList lists the nodes that are not retired, for a joiner.
 func (n *Node) peerList() []joinPeer {
 	var out []joinPeer
-	n.eachNode(func(id ids.NodeID, ni nodeInfo) {
+	n.eachNode(func(id ids.NodeID, ni gov.NodeInfo) {
 		if ni.Status != nodeRetired && ni.NodeAddress != "" {
 			out = append(out, joinPeer{NodeID: id, NodeAddress: ni.NodeAddress})
 		}
@@ -332,9 +332,9 @@ func (n *Node) peerList() []joinPeer {
 }
 
 // eachNode calls fn for every entry of the nodes table, in id order.
-func (n *Node) eachNode(fn func(ids.NodeID, nodeInfo)) {
+func (n *Node) eachNode(fn func(ids.NodeID, gov.NodeInfo)) {
 	n.scanTable(app.NodesTable, func(key, value []byte) {
-		var ni nodeInfo
+		var ni gov.NodeInfo
 		if json.Unmarshal(value, &ni) == nil {
 			fn(ids.NodeID(key), ni)
 		}
@@ -367,7 +367,7 @@ func (n *Node) scanTable(table kv.MapName, fn func(key, value []byte)) {
 func (n *Node) recordJoiner(r *http.Request, nodeID ids.NodeID, cert *x509.Certificate, req *joinRequest, bundle *attest.Bundle) (string, *app.Error) {
 	tx := n.store.Begin()
 	if raw, ok := tx.Get(app.NodesTable, []byte(nodeID)); ok {
-		var ni nodeInfo
+		var ni gov.NodeInfo
 		if err := json.Unmarshal(raw, &ni); err != nil {
 			return "", app.Errorf(http.StatusInternalServerError, app.CodeInternal, "node %s: %v", nodeID, err)
 		}
@@ -383,12 +383,14 @@ func (n *Node) recordJoiner(r *http.Request, nodeID ids.NodeID, cert *x509.Certi
 	if cfg.AutoTrustNodes {
 		status = nodeTrusted
 	}
-	v, err := n.verifier.Verify(bundle, n.clock.Now())
+	now := n.clock.Now()
+	v, err := n.verifier.Verify(bundle, now)
 	if err != nil {
 		return "", app.Errorf(http.StatusForbidden, app.CodeJoinRefused, "%v", err)
 	}
-	info := nodeInfo{Cert: string(crypto.CertPEM(cert)), RPCAddress: req.RPCAddress, NodeAddress: req.NodeAddress, Status: status,
-		Platform: v.Platform, Measurement: v.Measurement.String(), Evidence: base64.StdEncoding.EncodeToString(req.Evidence)}
+	info := gov.NodeInfo{Cert: string(crypto.CertPEM(cert)), RPCAddress: req.RPCAddress, NodeAddress: req.NodeAddress, Status: status,
+		Platform: v.Platform, Measurement: v.Measurement.String(), Evidence: base64.StdEncoding.EncodeToString(req.Evidence),
+		VerifiedAt: now.UTC().Format(time.RFC3339)}
 	raw, err := json.Marshal(info)
 	if err != nil {
 		return "", app.Errorf(http.StatusInternalServerError, app.CodeInternal, "%v", err)

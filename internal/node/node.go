@@ -490,19 +490,6 @@ func (n *Node) decodeWriteSet(e *ledger.Entry) (*kv.WriteSet, error) {
 	return kv.Merge(pub, priv)
 }
 
-// nodeInfo is the value of a nodes table entry.
-type nodeInfo struct {
-	Cert        string `json:"cert"`
-	RPCAddress  string `json:"rpc_address"`
-	NodeAddress string `json:"node_address"`
-	Status      string `json:"status"`
-	Platform    string `json:"platform"`
-	Measurement string `json:"measurement"`
-	// Evidence is the attestation bundle the node joined with (base64
-	// CBOR), so an auditor can verify it again; empty for the genesis node.
-	Evidence string `json:"evidence,omitempty"`
-}
-
 // Node statuses in the nodes table: governance moves a node between them.
 const (
 	nodePending = gov.NodePending
@@ -579,12 +566,13 @@ func (n *Node) writeGenesis() error {
 	if err := put(gov.ConstitutionTable, []byte(gov.ConstitutionKey), src); err != nil {
 		return err
 	}
-	self, err := n.selfMeasurement()
+	self, evidence, verifiedAt, err := n.selfMeasurement()
 	if err != nil {
 		return err
 	}
-	if err := put(app.NodesTable, []byte(n.nodeID), nodeInfo{Cert: string(crypto.CertPEM(n.nodeCert)), RPCAddress: n.cfg.Network.RPCAddress,
-		NodeAddress: n.nodeAddress, Status: nodeTrusted, Platform: self.Platform, Measurement: self.Measurement}); err != nil {
+	if err := put(app.NodesTable, []byte(n.nodeID), gov.NodeInfo{Cert: string(crypto.CertPEM(n.nodeCert)), RPCAddress: n.cfg.Network.RPCAddress,
+		NodeAddress: n.nodeAddress, Status: nodeTrusted, Platform: self.Platform, Measurement: self.Measurement,
+		Evidence: evidence, VerifiedAt: verifiedAt.UTC().Format(time.RFC3339)}); err != nil {
 		return err
 	}
 	allowed := append([]measurementInfo{self}, n.cfg.Start.allowedMeasurements()...)

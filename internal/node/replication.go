@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 
@@ -41,17 +43,29 @@ func (m measurementInfo) key() string { return m.Platform + ":" + m.Measurement 
 
 // selfMeasurement is this node's own platform and measurement: the genesis
 // node allows nodes running the same code.
-func (n *Node) selfMeasurement() (measurementInfo, error) {
+//
+// It also returns the genesis node's own evidence, bound to its node key,
+// for the nodes table (base64 CBOR), and when it was verified: every node's
+// evidence is in the ledger for an auditor.
+func (n *Node) selfMeasurement() (measurementInfo, string, time.Time, error) {
 	// The platform's own evidence, verified as a joiner's would be, says
 	// what the measurement is.
-	b, err := n.platform.Evidence(attest.ReportData{})
+	now := n.clock.Now()
+	rd, err := attest.ReportDataForKey(n.nodeKey.Public())
+	if err != nil {
+		return measurementInfo{}, "", now, err
+	}
+	b, err := n.platform.Evidence(rd)
 	if err == nil {
 		var v *attest.Verified
-		if v, err = n.verifier.Verify(b, n.clock.Now()); err == nil {
-			return measurementInfo{Platform: v.Platform, Measurement: v.Measurement.String()}, nil
+		if v, err = n.verifier.Verify(b, now); err == nil {
+			var raw []byte
+			if raw, err = b.Marshal(); err == nil {
+				return measurementInfo{Platform: v.Platform, Measurement: v.Measurement.String()}, base64.StdEncoding.EncodeToString(raw), now, nil
+			}
 		}
 	}
-	return measurementInfo{}, fmt.Errorf("node: own measurement: %w", err)
+	return measurementInfo{}, "", now, fmt.Errorf("node: own measurement: %w", err)
 }
 
 // joinPolicy reads the join allow-list from the store. The virtual
@@ -198,7 +212,7 @@ func (n *Node) refreshPeers() {
 	for id, addr := range n.ledgerPeers {
 		byID[id] = addr
 	}
-	n.eachNode(func(id ids.NodeID, ni nodeInfo) {
+	n.eachNode(func(id ids.NodeID, ni gov.NodeInfo) {
 		if ni.Status == nodeRetired || ni.NodeAddress == "" {
 			delete(byID, id)
 			return
@@ -232,7 +246,7 @@ func (n *Node) scanLedgerPeers() error {
 				continue
 			}
 			for _, w := range mw.Writes {
-				var ni nodeInfo
+				var ni gov.NodeInfo
 				if w.Deleted || json.Unmarshal(w.Value, &ni) != nil || ni.Status == nodeRetired || ni.NodeAddress == "" {
 					delete(n.ledgerPeers, ids.NodeID(w.Key))
 					continue
@@ -268,7 +282,7 @@ func (n *Node) tickDuties() {
 func (n *Node) retireOne(m consensus.Membership) {
 	var rid uint64
 	var id ids.NodeID
-	n.eachNode(func(nid ids.NodeID, ni nodeInfo) {
+	n.eachNode(func(nid ids.NodeID, ni gov.NodeInfo) {
 		r := transport.RaftID(nid)
 		if rid == 0 && ni.Status == nodeRetired && (containsID(m.Voters, r) || containsID(m.Learners, r)) {
 			rid, id = r, nid
