@@ -1,6 +1,8 @@
 package attest
 
 import (
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -34,6 +36,28 @@ type Verified struct {
 	// RTMRs are TDX's runtime measurement registers, in order; nil
 	// elsewhere.
 	RTMRs [][]byte
+}
+
+// MarshalJSON shows what was verified with byte strings in hex, as
+// operators compare them with policies (GET /node/quotes, coco attest
+// verify --json).
+func (v *Verified) MarshalJSON() ([]byte, error) {
+	rtmrs := make([]string, len(v.RTMRs))
+	for i, r := range v.RTMRs {
+		rtmrs[i] = hex.EncodeToString(r)
+	}
+	return json.Marshal(struct {
+		Platform    string   `json:"platform"`
+		Measurement string   `json:"measurement"`
+		ReportData  string   `json:"report_data"`
+		Secure      bool     `json:"secure"`
+		TCB         string   `json:"tcb,omitempty"`
+		TCBVersion  string   `json:"tcb_version,omitempty"`
+		Debug       bool     `json:"debug"`
+		HostData    string   `json:"host_data,omitempty"`
+		RTMRs       []string `json:"rtmrs,omitempty"`
+	}{v.Platform, v.Measurement.String(), v.ReportData.String(), v.Secure, v.TCB, hex.EncodeToString(v.TCBVersion),
+		v.Debug, hex.EncodeToString(v.HostData), rtmrs})
 }
 
 // Verifier checks evidence bundles. now is the time certificates, CRLs and

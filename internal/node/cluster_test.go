@@ -732,3 +732,54 @@ func TestClusterLedgerRekey(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterQuotes: GET /node/quotes shows every node's evidence, the
+// genesis node's included, and what verifying it establishes: the
+// platform, the measurement every node runs, and report data binding
+// that node's key.
+func TestClusterQuotes(t *testing.T) {
+	c := newCluster(t, 3, "")
+	var doc struct {
+		Quotes []struct {
+			NodeID   ids.NodeID `json:"node_id"`
+			Status   string     `json:"status"`
+			Bundle   string     `json:"bundle"`
+			Verified *struct {
+				Platform    string `json:"platform"`
+				Measurement string `json:"measurement"`
+				ReportData  string `json:"report_data"`
+				Secure      bool   `json:"secure"`
+			} `json:"verified"`
+			Error string `json:"error"`
+		} `json:"quotes"`
+	}
+	if _, err := c.nodes[1].client("").Do(context.Background(), "GET", "/node/quotes", nil, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Quotes) != 3 {
+		t.Fatalf("%d quotes, want 3: %+v", len(doc.Quotes), doc.Quotes)
+	}
+	byID := map[ids.NodeID]*node.Node{}
+	for _, s := range c.nodes {
+		byID[s.node.NodeID()] = s.node
+	}
+	var measurement string
+	for _, q := range doc.Quotes {
+		n, ok := byID[q.NodeID]
+		if !ok || q.Verified == nil || q.Error != "" || q.Bundle == "" || q.Status != "Trusted" {
+			t.Fatalf("quote %+v (error %q)", q, q.Error)
+		}
+		want, err := attest.ReportDataForKey(n.NodeCert().PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q.Verified.Platform != "virtual" || q.Verified.Secure || q.Verified.ReportData != want.String() {
+			t.Fatalf("node %s: verified %+v; want virtual, insecure, report data %s", q.NodeID, q.Verified, want)
+		}
+		if measurement == "" {
+			measurement = q.Verified.Measurement
+		} else if q.Verified.Measurement != measurement {
+			t.Fatalf("nodes run different code: %s and %s", measurement, q.Verified.Measurement)
+		}
+	}
+}

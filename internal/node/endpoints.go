@@ -34,6 +34,7 @@ func (n *Node) buildNodeEndpoints() map[string]nodeEndpoint {
 		"/node/ready":     {http.MethodGet, app.NoAuth, "200 once the node serves and can write", n.serveReady},
 		"/node/network":   {http.MethodGet, app.NoAuth, "Service status, identity and nodes", n.serveNetwork},
 		"/node/consensus": {http.MethodGet, app.NoAuth, "Raft state of this node: term, commit, leader, membership", n.serveConsensus},
+		"/node/quotes":    {http.MethodGet, app.NoAuth, "Every node's attestation evidence and what verifying it establishes", n.serveQuotes},
 		JoinPath:          {http.MethodPost, app.NoAuth, "Join the service (attested node; forwarded to the primary)", n.serveJoin},
 		"/node/metrics":   {http.MethodGet, app.NoAuth, "Prometheus metrics", metrics.ServeHTTP},
 		"/node/api":       {http.MethodGet, app.NoAuth, "OpenAPI description of every endpoint", n.serveAPI},

@@ -656,6 +656,9 @@ func (n *Node) Close() error {
 // NodeID returns this node's id.
 func (n *Node) NodeID() ids.NodeID { return n.nodeID }
 
+// NodeCert is the node's certificate, endorsed by the service.
+func (n *Node) NodeCert() *x509.Certificate { return n.nodeCert }
+
 // ServiceCert returns the service identity certificate.
 func (n *Node) ServiceCert() *x509.Certificate { return n.serviceCert }
 
