@@ -93,6 +93,15 @@ func New(name string, opts ...Option) (Platform, error) {
 	switch name {
 	case PlatformVirtual, "":
 		return NewVirtual(o.virtualCodeID)
+	case PlatformSEVSNP:
+		if o.virtualCodeID != "" {
+			return nil, fmt.Errorf("%w: sev-snp measures the code itself; remove attestation.virtual_code_id", ErrCodeID)
+		}
+		p, err := NewSNP()
+		if err != nil { // not return NewSNP(): a nil *SNP would be a non-nil Platform
+			return nil, err
+		}
+		return p, nil
 	}
 	// Hardware platforms, when added here, refuse a virtual code id
 	// (ErrCodeID): their measurement is taken by the hardware.

@@ -36,8 +36,15 @@
 //     configuration (64 hex digits, WithVirtualCodeID) or, by default,
 //     SHA-256 of the running executable, hashed once per process. Virtual
 //     exists for development and tests, and says so in every blob.
-//   - "sev-snp", "tdx": not yet; they will verify through go-sev-guest and
-//     go-tdx-guest behind the same Verifier interface.
+//   - "sev-snp" (snp.go, snp_platform.go): AMD SEV-SNP through
+//     go-sev-guest. Evidence is the raw attestation report; endorsements
+//     the VCEK (or VLEK) and optionally ASK/ASVK and ARK, which must equal
+//     the AMD roots pinned in the binary (Milan, Genoa). Verification is
+//     offline (nothing is fetched): signature, chain, validity at now,
+//     product line, reported TCB against the VCEK's, chip id. Judging the
+//     debug bit, the TCB level, the host data and the measurement is the
+//     Policy's. The platform (a guest's evidence and sealing with the
+//     firmware's derived key) needs the SNP guest device.
 //
 // Invariants:
 //
