@@ -22,7 +22,7 @@ func main() {
 	// Results go to standard output (cobra prints to standard error
 	// unless told otherwise), errors to standard error.
 	root.SetOut(os.Stdout)
-	root.AddCommand(newKeygenCmd(), newNodeCmd(), newSandboxCmd(), newLedgerCmd(), newReceiptCmd(), newBenchCmd(), newGovCmd())
+	root.AddCommand(newKeygenCmd(), newNodeCmd(), newSandboxCmd(), newLedgerCmd(), newReceiptCmd(), newBenchCmd(), newGovCmd(), newAttestCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "coco:", err)
 		os.Exit(1)

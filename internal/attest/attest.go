@@ -102,6 +102,15 @@ func New(name string, opts ...Option) (Platform, error) {
 			return nil, err
 		}
 		return p, nil
+	case PlatformTDX:
+		if o.virtualCodeID != "" {
+			return nil, fmt.Errorf("%w: tdx measures the code itself; remove attestation.virtual_code_id", ErrCodeID)
+		}
+		p, err := NewTDX()
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
 	}
 	// Hardware platforms, when added here, refuse a virtual code id
 	// (ErrCodeID): their measurement is taken by the hardware.

@@ -45,6 +45,17 @@
 //     debug bit, the TCB level, the host data and the measurement is the
 //     Policy's. The platform (a guest's evidence and sealing with the
 //     firmware's derived key) needs the SNP guest device.
+//   - "tdx" (tdx.go, tdx_platform.go): Intel TDX through go-tdx-guest.
+//     Evidence is the raw quote (v4, its PCK chain inside); endorsements
+//     are exactly five, in order: TCB info, QE identity (Intel PCS JSON),
+//     PCK CRL, root CA CRL (DER), TCB signing chain (NewTDXBundle builds
+//     them). Verification is offline: the PCK chain to the Intel SGX Root
+//     CA pinned in the binary, both CRLs, the collateral's signatures and
+//     expiry at now, the quote's and QE report's signatures, the QE
+//     identity and the TCB level (go-tdx-guest accepts only UpToDate).
+//     VerifyTDXQuote checks a quote without collateral (genuine, TCB not
+//     evaluated), for operators. The platform produces quotes through
+//     configfs-tsm or /dev/tdx_guest; it cannot seal.
 //
 // Invariants:
 //
