@@ -2,6 +2,7 @@ package attest
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"net/http"
@@ -65,6 +67,24 @@ func newSNPChain(t testing.TB, productName string, keys *sevtest.AmdKeys, tcb kd
 		t.Fatal(err)
 	}
 	return s
+}
+
+// newForeignSNPChain issues a second fake Milan chain with the same names
+// but keys of its own: not the roots a test pins.
+func newForeignSNPChain(t testing.TB) *sevtest.AmdSigner {
+	t.Helper()
+	newRSA := func() *rsa.PrivateKey {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	vcek, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newSNPChain(t, "Milan-B1", &sevtest.AmdKeys{Ark: newRSA(), Ask: newRSA(), Asvk: newRSA(), Vcek: vcek}, snpTCB)
 }
 
 // snpRoots is the trust anchor set of the given fake chains, by product line.
@@ -346,22 +366,7 @@ func reissueVCEK(t *testing.T, s *sevtest.AmdSigner, edit func(*x509.Certificate
 func TestSNPVerifyRefuses(t *testing.T) {
 	s := newSNPChain(t, "Milan-B1", nil, snpTCB)
 	genoa := newSNPChain(t, "Genoa-B1", nil, snpTCB)
-	// A second chain with the same names but keys of its own.
-	newRSA := func() *rsa.PrivateKey {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	newECDSA := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	foreign := newSNPChain(t, "Milan-B1", &sevtest.AmdKeys{Ark: newRSA(), Ask: newRSA(), Asvk: newRSA(), Vcek: newECDSA()}, snpTCB)
+	foreign := newForeignSNPChain(t)
 
 	v := newSNPVerifierWithRoots(snpRoots(s))
 	report := signSNP(t, s, snpTestReport(t))
@@ -381,7 +386,7 @@ func TestSNPVerifyRefuses(t *testing.T) {
 	}
 	notYetValid := reissueVCEK(t, s, func(c *x509.Certificate) { c.NotBefore = snpNow.Add(time.Hour) })
 	otherKey := *s
-	otherKey.Keys = &sevtest.AmdKeys{Vcek: newECDSA()}
+	otherKey.Keys = &sevtest.AmdKeys{Vcek: foreign.Keys.Vcek}
 
 	cases := []struct {
 		name   string
@@ -798,5 +803,72 @@ func TestSNPSealWithFakeFirmware(t *testing.T) {
 	rolled[len(snpSealMagic)+7]++
 	if _, err := p.Unseal(rolled); !errors.Is(err, ErrSNPDevice) {
 		t.Errorf("Unseal at an underivable TCB = %v, want ErrSNPDevice", err)
+	}
+}
+
+// TestSNPPolicyAdmit is the whole join decision over SEV-SNP reports signed
+// with go-sev-guest's fake AMD chain: a report with everything in order is
+// admitted; one with another measurement, the debug policy bit, a TCB below
+// the minimum, report data for another key, host data the policy does not
+// name, or a VCEK that is expired or of a foreign chain is refused with
+// the reason for it.
+func TestSNPPolicyAdmit(t *testing.T) {
+	s := newSNPChain(t, "Milan-B1", nil, snpTCB)
+	foreign := newForeignSNPChain(t)
+	ver := newSNPVerifierWithRoots(snpRoots(s))
+	key, other := newKey(t), newKey(t)
+	rd := mustReportData(t, key)
+	good := func() *spb.Report {
+		r := snpTestReport(t)
+		r.ReportData = slices.Clone(rd[:])
+		return r
+	}
+	measurement := hex.EncodeToString(good().Measurement)
+	tcb, err := kds.ComposeTCBParts(snpTCB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var min [8]byte
+	binary.BigEndian.PutUint64(min[:], uint64(tcb))
+	policy := Policy{Platforms: map[string]PlatformPolicy{PlatformSEVSNP: {
+		Measurements: []string{measurement}, MinTCB: hex.EncodeToString(min[:]), HostData: []string{hex.EncodeToString(good().HostData)},
+	}}}
+
+	lowParts := kds.TCBParts{BlSpl: snpTCB.BlSpl, TeeSpl: snpTCB.TeeSpl, SnpSpl: snpTCB.SnpSpl - 1, UcodeSpl: snpTCB.UcodeSpl}
+	low := newSNPChain(t, "Milan-B1", nil, lowParts)
+	lowTCB, err := kds.ComposeTCBParts(lowParts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		signer *sevtest.AmdSigner
+		report func(r *spb.Report)
+		ver    Verifier
+		pub    crypto.PublicKey
+		now    time.Time
+		want   string
+	}{
+		{"everything in order", s, nil, ver, key, snpNow, ""},
+		{"another measurement", s, func(r *spb.Report) { r.Measurement = bytes.Repeat([]byte{0x99}, abi.MeasurementSize) }, ver, key, snpNow, ReasonMeasurementNotAllowed},
+		{"debug policy", s, func(r *spb.Report) {
+			r.Policy = abi.SnpPolicyToBytes(abi.SnpPolicy{ABIMajor: 1, ABIMinor: 51, SMT: true, Debug: true})
+		}, ver, key, snpNow, ReasonDebugNotAllowed},
+		{"TCB below the minimum", low, func(r *spb.Report) { r.ReportedTcb = uint64(lowTCB) }, newSNPVerifierWithRoots(snpRoots(low)), key, snpNow, ReasonTCBTooLow},
+		{"report data of another key", s, nil, ver, other, snpNow, ReasonReportDataMismatch},
+		{"host data not named", s, func(r *spb.Report) { r.HostData = make([]byte, abi.HostDataSize) }, ver, key, snpNow, ReasonHostDataNotAllowed},
+		{"VCEK expired", s, nil, ver, key, s.Vcek.NotAfter.Add(time.Hour), ReasonEvidenceInvalid},
+		{"foreign chain", foreign, nil, ver, key, snpNow, ReasonEvidenceInvalid},
+	}
+	for _, c := range cases {
+		r := good()
+		if c.report != nil {
+			c.report(r)
+		}
+		b := snpBundle(signSNP(t, c.signer, r), c.signer.Vcek.Raw)
+		v, err := policy.Admit(c.ver, b, c.pub, c.now)
+		if got := refusalReason(err); got != c.want {
+			t.Errorf("%s: Admit = %+v, %v; want reason %q", c.name, v, err, c.want)
+		}
 	}
 }
