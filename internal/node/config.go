@@ -149,6 +149,12 @@ type AttestConfig struct {
 	// VirtualCodeID replaces the virtual platform's measurement (by
 	// default the SHA-256 of the executable): 64 hex digits.
 	VirtualCodeID string `toml:"virtual_code_id"`
+	// TDXCollateralDir holds the Intel PCS collateral a tdx node attaches
+	// to its quote, so that other nodes verify it offline: tcb_info.json,
+	// qe_identity.json, pck_crl.der, root_crl.der, tcb_signing_chain.pem
+	// (docs/attestation.md §2.3). Required on tdx; operators refresh it
+	// before its nextUpdate.
+	TDXCollateralDir string `toml:"tdx_collateral_dir"`
 }
 
 // LogConfig sets logging.
@@ -245,6 +251,9 @@ func (c *Config) resolve(base string) {
 	abs(&c.Storage.LedgerDir)
 	abs(&c.Storage.DataDir)
 	abs(&c.Service.CertFile)
+	if c.Attest.TDXCollateralDir != "" {
+		abs(&c.Attest.TDXCollateralDir)
+	}
 	for i := range c.Start.Members {
 		abs(&c.Start.Members[i].CertFile)
 		if c.Start.Members[i].EncryptionKeyFile != "" {
@@ -298,6 +307,9 @@ func (c *Config) validate() error {
 	}
 	if c.Consensus.ElectionTicks < 3 || c.Consensus.ElectionTicks > 1000 {
 		bad("consensus.election_ticks %d must be between 3 and 1000 (heartbeats go out every tick)", c.Consensus.ElectionTicks)
+	}
+	if (c.Attest.Platform == attest.PlatformTDX) != (c.Attest.TDXCollateralDir != "") {
+		bad("attestation.tdx_collateral_dir is required with platform tdx, and only with it")
 	}
 	if c.Attest.VirtualCodeID != "" {
 		if _, err := attest.ParseMeasurement(c.Attest.VirtualCodeID); err != nil || len(c.Attest.VirtualCodeID) != 64 {

@@ -46,15 +46,17 @@ func TestConfigDefaultsAndPaths(t *testing.T) {
 
 func TestConfigRejects(t *testing.T) {
 	for name, tc := range map[string]struct{ extra, want string }{
-		"unknown key":      {"[ledger]\nchunk_sise = 5\n", "unknown key(s) ledger.chunk_sise"},
-		"unknown table":    {"[nonsense]\nx = 1\n", "nonsense"},
-		"wrong type":       {"[http]\nmax_body_bytes = \"big\"\n", "line"},
-		"small chunk":      {"[ledger]\nchunk_size = 10\n", "ledger.chunk_size 10"},
-		"bad sig interval": {"[ledger]\nsignature_interval_ms = -1\n", "signature_interval_ms"},
-		"huge body":        {"[http]\nmax_body_bytes = 1000000000\n", "max_body_bytes"},
-		"bad log level":    {"[log]\nlevel = \"loud\"\n", "log.level"},
-		"bad address":      {"", "rpc_address"},
-		"duplicate key":    {"[ledger]\nchunk_size = 5000\nchunk_size = 6000\n", "line"},
+		"unknown key":            {"[ledger]\nchunk_sise = 5\n", "unknown key(s) ledger.chunk_sise"},
+		"unknown table":          {"[nonsense]\nx = 1\n", "nonsense"},
+		"wrong type":             {"[http]\nmax_body_bytes = \"big\"\n", "line"},
+		"small chunk":            {"[ledger]\nchunk_size = 10\n", "ledger.chunk_size 10"},
+		"bad sig interval":       {"[ledger]\nsignature_interval_ms = -1\n", "signature_interval_ms"},
+		"huge body":              {"[http]\nmax_body_bytes = 1000000000\n", "max_body_bytes"},
+		"bad log level":          {"[log]\nlevel = \"loud\"\n", "log.level"},
+		"bad address":            {"", "rpc_address"},
+		"duplicate key":          {"[ledger]\nchunk_size = 5000\nchunk_size = 6000\n", "line"},
+		"tdx without collateral": {"[attestation]\nplatform = \"tdx\"\n", "tdx_collateral_dir"},
+		"collateral on virtual":  {"[attestation]\ntdx_collateral_dir = \"pcs\"\n", "tdx_collateral_dir"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			raw := minimalConfig + tc.extra

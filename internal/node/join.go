@@ -98,7 +98,7 @@ func (n *Node) join() ([]transport.Peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	bundle, err := n.platform.Evidence(rd)
+	bundle, err := n.evidence(rd)
 	if err != nil {
 		return nil, fmt.Errorf("node: attestation evidence: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -55,7 +56,7 @@ func (n *Node) selfMeasurement() (measurementInfo, string, time.Time, error) {
 	if err != nil {
 		return measurementInfo{}, "", now, err
 	}
-	b, err := n.platform.Evidence(rd)
+	b, err := n.evidence(rd)
 	if err == nil {
 		var v *attest.Verified
 		if v, err = n.verifier.Verify(b, now); err == nil {
@@ -391,4 +392,24 @@ func (n *Node) loadServiceCertFile() (*x509.Certificate, error) {
 		return nil, fmt.Errorf("node: service certificate: %w", err)
 	}
 	return crypto.ParseCertPEM(raw)
+}
+
+// TDX collateral files in attestation.tdx_collateral_dir.
+var tdxCollateralFiles = [5]string{"tcb_info.json", "qe_identity.json", "pck_crl.der", "root_crl.der", "tcb_signing_chain.pem"}
+
+// evidence is the platform's evidence for report data rd, with what other
+// nodes need to verify it offline: on tdx, the Intel collateral the
+// operator keeps in attestation.tdx_collateral_dir.
+func (n *Node) evidence(rd attest.ReportData) (*attest.Bundle, error) {
+	b, err := n.platform.Evidence(rd)
+	if err != nil || b.Platform != attest.PlatformTDX {
+		return b, err
+	}
+	var files [5][]byte
+	for i, name := range tdxCollateralFiles {
+		if files[i], err = vfs.ReadFile(n.fs, filepath.Join(n.cfg.Attest.TDXCollateralDir, name)); err != nil {
+			return nil, fmt.Errorf("node: tdx collateral: %w", err)
+		}
+	}
+	return attest.NewTDXBundle(b.Evidence, attest.TDXCollateral{TCBInfo: files[0], QEIdentity: files[1], PCKCRL: files[2], RootCACRL: files[3], TCBSigningChain: files[4]})
 }
