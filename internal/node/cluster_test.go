@@ -63,7 +63,19 @@ func (s *syncBuffer) String() string {
 // it, each with its own data directory.
 func newCluster(t *testing.T, size int, extra string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, root: t.TempDir(), net: transport.NewMemNetwork(1), extra: extra}
+	c := emptyCluster(t, extra, false)
+	for i := range size {
+		c.add(t, i, "")
+	}
+	c.waitMembers(size)
+	return c
+}
+
+// emptyCluster makes the identities and the network, with its pump, of a
+// cluster without nodes yet.
+func emptyCluster(t *testing.T, extra string, manualTrust bool) *cluster {
+	t.Helper()
+	c := &cluster{t: t, root: t.TempDir(), net: transport.NewMemNetwork(1), extra: extra, manualTrust: manualTrust}
 	newConfig(t, c.root, "") // the identities
 	done := make(chan struct{})
 	pumped := make(chan struct{})
@@ -79,10 +91,6 @@ func newCluster(t *testing.T, size int, extra string) *cluster {
 		}
 	}()
 	t.Cleanup(func() { close(done); <-pumped })
-	for i := range size {
-		c.add(t, i, "")
-	}
-	c.waitMembers(size)
 	return c
 }
 
@@ -554,22 +562,7 @@ func TestClusterRemoveNode(t *testing.T) {
 // evidence is accepted is Pending, and stays out of the configuration,
 // until the members accept transition_node_to_trusted for it.
 func TestClusterJoinWaitsForTrust(t *testing.T) {
-	c := &cluster{t: t, root: t.TempDir(), net: transport.NewMemNetwork(1), manualTrust: true}
-	newConfig(t, c.root, "")
-	done := make(chan struct{})
-	pumped := make(chan struct{})
-	go func() {
-		defer close(pumped)
-		for {
-			select {
-			case <-c.net.Sent():
-				c.net.Deliver()
-			case <-done:
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { close(done); <-pumped })
+	c := emptyCluster(t, "", true)
 	c.add(t, 0, "")
 	joined := make(chan opened, 1)
 	go func() { joined <- c.open(t, 1, "", nil) }()

@@ -1,12 +1,14 @@
 package node
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"mime"
 	"net/http"
+	"time"
 
 	"github.com/cocoledger/coco/internal/app"
 	"github.com/cocoledger/coco/internal/gov"
@@ -74,15 +76,18 @@ func containsID(list []uint64, id uint64) bool {
 func (n *Node) govEndpoints() []app.Endpoint {
 	return []app.Endpoint{
 		{Method: http.MethodPost, Path: "/gov/proposals", Auth: app.NoAuth, Mode: app.ReadWrite,
-			Summary: "Submit a proposal signed by an active member (application/cose)", Handler: n.govPropose},
+			Summary: "Submit a proposal signed by an active member (application/cose)",
+			Handler: n.govProposalWrite(func(e *gov.Engine, ctx context.Context, tx *kv.Tx, now time.Time, _ string, raw []byte) (*gov.Result, error) {
+				return e.Propose(ctx, tx, now, raw)
+			}, false)},
 		{Method: http.MethodGet, Path: "/gov/proposals", Auth: app.NoAuth, Mode: app.ReadOnly,
 			Summary: "List the proposals and their states", Handler: n.govListProposals},
 		{Method: http.MethodGet, Path: "/gov/proposals/{proposal_id}", Auth: app.NoAuth, Mode: app.ReadOnly,
 			Summary: "A proposal: its actions, ballots and state", Handler: n.govGetProposal},
 		{Method: http.MethodPost, Path: "/gov/proposals/{proposal_id}/ballots", Auth: app.NoAuth, Mode: app.ReadWrite,
-			Summary: "Vote on a proposal: a signed ballot (application/cose)", Handler: n.govVote},
+			Summary: "Vote on a proposal: a signed ballot (application/cose)", Handler: n.govProposalWrite((*gov.Engine).Vote, true)},
 		{Method: http.MethodPost, Path: "/gov/proposals/{proposal_id}/withdraw", Auth: app.NoAuth, Mode: app.ReadWrite,
-			Summary: "Withdraw a proposal: signed by its proposer (application/cose)", Handler: n.govWithdraw},
+			Summary: "Withdraw a proposal: signed by its proposer (application/cose)", Handler: n.govProposalWrite((*gov.Engine).Withdraw, true)},
 		{Method: http.MethodPost, Path: "/gov/members/state-digest", Auth: app.MemberCert, Mode: app.ReadWrite,
 			Summary: "Get the state digest to acknowledge (TLS member certificate)", Handler: n.govStateDigest},
 		{Method: http.MethodPost, Path: "/gov/members/ack", Auth: app.NoAuth, Mode: app.ReadWrite,
@@ -136,51 +141,33 @@ type proposalView struct {
 	Proposal json.RawMessage `json:"proposal,omitempty"`
 }
 
-func (n *Node) govPropose(c *app.Context) error {
-	raw, aerr := signedBody(c)
-	if aerr != nil {
-		return aerr
-	}
-	res, err := n.govEngine().Propose(c.Req.Ctx, c.Tx, n.clock.Now(), raw)
-	if err != nil {
-		return govError(err)
-	}
-	c.JSON(http.StatusOK, proposalView{ProposalID: res.ID, ProposalInfo: res.Info})
-	return nil
-}
+// engineCall is one of the engine's writes on a proposal (id is "" for a
+// new proposal).
+type engineCall func(e *gov.Engine, ctx context.Context, tx *kv.Tx, now time.Time, id string, raw []byte) (*gov.Result, error)
 
-func (n *Node) govVote(c *app.Context) error {
-	id, aerr := proposalParam(c)
-	if aerr != nil {
-		return aerr
+// govProposalWrite serves a signed write on a proposal: the proposal id
+// from the path when it names one, the COSE body, the engine's call, and
+// the proposal as it now stands.
+func (n *Node) govProposalWrite(call engineCall, named bool) app.Handler {
+	return func(c *app.Context) error {
+		var id string
+		if named {
+			var aerr *app.Error
+			if id, aerr = proposalParam(c); aerr != nil {
+				return aerr
+			}
+		}
+		raw, aerr := signedBody(c)
+		if aerr != nil {
+			return aerr
+		}
+		res, err := call(n.govEngine(), c.Req.Ctx, c.Tx, n.clock.Now(), id, raw)
+		if err != nil {
+			return govError(err)
+		}
+		c.JSON(http.StatusOK, proposalView{ProposalID: res.ID, ProposalInfo: res.Info})
+		return nil
 	}
-	raw, aerr := signedBody(c)
-	if aerr != nil {
-		return aerr
-	}
-	res, err := n.govEngine().Vote(c.Req.Ctx, c.Tx, n.clock.Now(), id, raw)
-	if err != nil {
-		return govError(err)
-	}
-	c.JSON(http.StatusOK, proposalView{ProposalID: res.ID, ProposalInfo: res.Info})
-	return nil
-}
-
-func (n *Node) govWithdraw(c *app.Context) error {
-	id, aerr := proposalParam(c)
-	if aerr != nil {
-		return aerr
-	}
-	raw, aerr := signedBody(c)
-	if aerr != nil {
-		return aerr
-	}
-	res, err := n.govEngine().Withdraw(c.Req.Ctx, c.Tx, n.clock.Now(), id, raw)
-	if err != nil {
-		return govError(err)
-	}
-	c.JSON(http.StatusOK, proposalView{ProposalID: res.ID, ProposalInfo: res.Info})
-	return nil
 }
 
 func (n *Node) govGetProposal(c *app.Context) error {

@@ -400,19 +400,20 @@ func TestHostileException(t *testing.T) {
 	}
 }
 
-// TestVetoSharesDefault keeps veto.js in step with default.js: everything
-// after the resolve section must be identical.
+// TestVetoSharesDefault: the veto sample is its own resolve followed by
+// the default constitution's rest, and compiles.
 func TestVetoSharesDefault(t *testing.T) {
-	const marker = "// ---- end resolve ----"
 	d, v := DefaultSource(), VetoSource()
-	i, j := strings.Index(d, marker), strings.Index(v, marker)
-	if i < 0 || j < 0 {
-		t.Fatal("resolve marker missing")
+	if strings.Count(d, resolveMarker) != 1 || strings.Count(v, resolveMarker) != 1 {
+		t.Fatal("each constitution must have exactly one resolve marker")
 	}
-	if d[i:] != v[j:] {
+	if d[strings.Index(d, resolveMarker):] != v[strings.Index(v, resolveMarker):] {
 		t.Fatal("veto.js differs from default.js after the resolve section")
 	}
-	if _, err := Compile(VetoSource(), Limits{}); err != nil {
+	if !strings.Contains(v, "vetoMembers") {
+		t.Fatal("the veto sample lost its resolve")
+	}
+	if _, err := Compile(v, Limits{}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -6,8 +6,8 @@
 // possible, and Open otherwise. Votes of members that are not active do not
 // count. While there are no active members every proposal stays Open.
 //
-// Everything below the "end resolve" marker is shared, byte for byte, with
-// the veto sample (veto.js); a test keeps the two in step.
+// Everything below the "end resolve" marker is also the veto sample's
+// (veto.js holds only its resolve; VetoSource appends this).
 
 // ---- begin resolve ----
 

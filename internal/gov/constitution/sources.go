@@ -1,6 +1,9 @@
 package constitution
 
-import _ "embed"
+import (
+	_ "embed"
+	"strings"
+)
 
 var (
 	//go:embed default.js
@@ -15,5 +18,12 @@ func DefaultSource() string { return defaultSource }
 
 // VetoSource returns a sample constitution: the default one, but active
 // members whose member_data has "veto": true must all vote for a proposal,
-// and any one of them rejects it by voting against.
-func VetoSource() string { return vetoSource }
+// and any one of them rejects it by voting against. veto.js holds its
+// resolve; the rest is the default constitution's, from its resolve marker
+// on.
+func VetoSource() string {
+	return vetoSource + defaultSource[strings.Index(defaultSource, resolveMarker)+len(resolveMarker):]
+}
+
+// resolveMarker ends the resolve section of the shipped constitutions.
+const resolveMarker = "// ---- end resolve ----\n"
