@@ -213,6 +213,23 @@ func (c *cluster) primary() int {
 	return found
 }
 
+// primaryOtherThan waits until a running node other than old is primary
+// (the majority's side of a partition) and returns its index.
+func (c *cluster) primaryOtherThan(old int) int {
+	c.t.Helper()
+	var found int
+	c.eventually("a primary on the majority side", func() bool {
+		for i, s := range c.nodes {
+			if i != old && s.node != nil && s.node.IsPrimary() {
+				found = i
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
 // waitMembers waits until the primary counts want voters.
 func (c *cluster) waitMembers(want int) {
 	c.t.Helper()
@@ -315,16 +332,7 @@ func TestClusterMinorityCannotCommit(t *testing.T) {
 	if err := c.nodes[old].client("user0").WaitCommitted(short, lost); err == nil {
 		t.Fatalf("%s committed on an isolated primary", lost)
 	}
-	var newP int
-	c.eventually("a primary on the majority side", func() bool {
-		for i, s := range c.nodes {
-			if i != old && s.node.IsPrimary() {
-				newP = i
-				return true
-			}
-		}
-		return false
-	})
+	newP := c.primaryOtherThan(old)
 	after, err := c.nodes[newP].client("user0").LogWrite(ctx, client.Public, 3, "majority", client.WriteOptions{WaitCommit: true})
 	if err != nil {
 		t.Fatal(err)
@@ -692,16 +700,7 @@ func TestClusterLedgerRekey(t *testing.T) {
 	if n := c.nodes[old].node.LedgerSecretsForTest().Len(); n != 3 {
 		t.Fatalf("the isolated primary holds %d secrets after its rekey; want 3", n)
 	}
-	var newP int
-	c.eventually("a primary on the majority side", func() bool {
-		for i, s := range c.nodes {
-			if i != old && s.node.IsPrimary() {
-				newP = i
-				return true
-			}
-		}
-		return false
-	})
+	newP := c.primaryOtherThan(old)
 	last, err := c.nodes[newP].client("user0").LogWrite(ctx, client.Private, 12, "message 12", client.WriteOptions{WaitCommit: true})
 	if err != nil {
 		t.Fatal(err)

@@ -185,17 +185,29 @@ func (n *Node) govGetProposal(c *app.Context) error {
 }
 
 func (n *Node) govListProposals(c *app.Context) error {
-	out := []proposalView{}
-	items, _ := c.Tx.Scan(gov.ProposalsInfoTable, nil, nil, 0)
-	for _, it := range items {
-		var info gov.ProposalInfo
-		if err := json.Unmarshal(it.Value, &info); err != nil {
-			return app.Errorf(http.StatusInternalServerError, app.CodeInternal, "proposal %s: %v", it.Key, err)
-		}
-		out = append(out, proposalView{ProposalID: string(it.Key), ProposalInfo: info})
+	out, err := listTable(c, gov.ProposalsInfoTable, func(id string, info gov.ProposalInfo) proposalView {
+		return proposalView{ProposalID: id, ProposalInfo: info}
+	})
+	if err != nil {
+		return err
 	}
 	c.JSON(http.StatusOK, map[string]any{"proposals": out})
 	return nil
+}
+
+// listTable decodes every value of a governance table, in key order, into
+// its view.
+func listTable[T, V any](c *app.Context, table kv.MapName, view func(key string, v T) V) ([]V, error) {
+	out := []V{}
+	items, _ := c.Tx.Scan(table, nil, nil, 0)
+	for _, it := range items {
+		var v T
+		if err := json.Unmarshal(it.Value, &v); err != nil {
+			return nil, app.Errorf(http.StatusInternalServerError, app.CodeInternal, "%s %q: %v", table, it.Key, err)
+		}
+		out = append(out, view(string(it.Key), v))
+	}
+	return out, nil
 }
 
 func (n *Node) govStateDigest(c *app.Context) error {
@@ -227,14 +239,9 @@ type memberView struct {
 }
 
 func (n *Node) govMembers(c *app.Context) error {
-	out := []memberView{}
-	items, _ := c.Tx.Scan(gov.MembersTable, nil, nil, 0)
-	for _, it := range items {
-		var m gov.Member
-		if err := json.Unmarshal(it.Value, &m); err != nil {
-			return app.Errorf(http.StatusInternalServerError, app.CodeInternal, "member %s: %v", it.Key, err)
-		}
-		out = append(out, memberView{MemberID: string(it.Key), Member: m})
+	out, err := listTable(c, gov.MembersTable, func(id string, m gov.Member) memberView { return memberView{MemberID: id, Member: m} })
+	if err != nil {
+		return err
 	}
 	c.JSON(http.StatusOK, map[string]any{"members": out})
 	return nil
