@@ -243,9 +243,13 @@ func (s *sender) unreachable(err error) error {
 // hello, so a refused connection loses nothing counted as sent.
 func (s *sender) connect() (*outConn, error) {
 	dctx, cancel := context.WithTimeout(s.ctx, dialTimeout)
-	raw, err := (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext(dctx, "tcp", s.peer.Address)
+	raw, err := (&net.Dialer{}).DialContext(dctx, "tcp", s.peer.Address)
 	cancel()
 	if err != nil {
+		return nil, s.unreachable(err)
+	}
+	if err := tuneConn(raw); err != nil {
+		raw.Close()
 		return nil, s.unreachable(err)
 	}
 	hctx, cancel := context.WithTimeout(s.ctx, handshakeTimeout)

@@ -67,6 +67,9 @@ func (t *TLS) acceptLoop() {
 // serveConn completes the handshake of an inbound connection, releases
 // its handshake slot and serves it until it ends.
 func (t *TLS) serveConn(raw net.Conn) {
+	if err := tuneConn(raw); err != nil {
+		t.log.Debug("transport: could not set keepalive on an inbound connection", "remote", raw.RemoteAddr().String(), "err", err)
+	}
 	tc, from, err := t.handshake(raw)
 	<-t.slots
 	if err != nil {
