@@ -451,17 +451,18 @@ func (l *Ledger) write(buf []byte, pend []pendingEntry) error {
 				break
 			}
 		}
+		// The file's own errors name the operation and the path.
 		f := cur.c.h.f
 		if _, err := f.Write(buf[from:start]); err != nil {
 			closeNew()
-			return fmt.Errorf("ledger: write %s: %w", f.Name(), err)
+			return fmt.Errorf("ledger: %w", err)
 		}
 		if cur.complete {
 			// A completed file is fsynced before the next is created, so
 			// only the last file can ever be torn by a crash.
 			if err := f.Sync(); err != nil {
 				closeNew()
-				return fmt.Errorf("ledger: fsync %s: %w", f.Name(), err)
+				return fmt.Errorf("ledger: %w", err)
 			}
 			cur.synced = true
 		}
@@ -469,7 +470,7 @@ func (l *Ledger) write(buf []byte, pend []pendingEntry) error {
 	if !cur.synced {
 		if err := cur.c.h.f.Sync(); err != nil {
 			closeNew()
-			return fmt.Errorf("ledger: fsync %s: %w", cur.c.h.f.Name(), err)
+			return fmt.Errorf("ledger: %w", err)
 		}
 	}
 	if dirDirty {
@@ -611,7 +612,7 @@ func (l *Ledger) Truncate(after ids.Seqno) error {
 	}
 	if cut != nil {
 		if err := truncateSync(cut.h.f, cutAt); err != nil {
-			return l.fail(fmt.Errorf("ledger: truncate %s: %w", cut.h.f.Name(), err))
+			return l.fail(fmt.Errorf("ledger: %w", err))
 		}
 	}
 	return nil

@@ -392,51 +392,89 @@ func TestClusterJoinRefusedForUnknownMeasurement(t *testing.T) {
 	}
 }
 
-// TestClusterBackupDiskFull: a backup whose disk fills stops clearly
-// (NodeFailed on /node/ready, still reachable) while the others commit.
-func TestClusterBackupDiskFull(t *testing.T) {
-	c := newCluster(t, 2, "")
-	// The third node keeps its files in memory, where the test can fill
-	// its disk.
-	mem := memWithIdentities(t, c.root)
-	svc, err := os.ReadFile(filepath.Join(c.root, "service_cert.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := vfs.WriteFileAtomic(mem, filepath.Join(c.root, "service_cert.pem"), svc, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.tryAdd(t, 2, "", mem); err != nil {
-		t.Fatal(err)
-	}
-	c.waitMembers(3)
-	ctx := context.Background()
-	p := c.primary()
-	if p == 2 {
-		t.Fatal("the node that just joined is primary; the test wants it a backup")
-	}
-	b := 2
-	mem.FailWritesAfter(0, syscall.ENOSPC)
-	var last ids.TxID
-	for i := range 20 {
-		id, err := c.nodes[p].client("user0").LogWrite(ctx, client.Public, uint64(i), "x", client.WriteOptions{WaitCommit: true})
-		if err != nil {
-			t.Fatalf("write %d with one backup's disk full: %v", i, err)
-		}
-		last = id
-	}
-	c.eventually("the backup to fail", func() bool { return c.nodes[b].node.Err() != nil })
-	status, body := rawRequest(t, c.nodes[b], "", "GET", "/node/ready", "")
-	if status != 503 || !strings.Contains(body, "NodeFailed") {
-		t.Fatalf("/node/ready of the failed backup: %d %s", status, body)
-	}
-	if !strings.Contains(c.logs[b].String(), "no space left on device") {
-		t.Fatalf("the failed backup did not log why:\n%s", c.logs[b].String())
-	}
-	healthy := c.nodes[3-p-b]
-	c.eventually("the healthy backup to commit", func() bool { return healthy.node.CommittedSeqno() >= last.Seqno })
-	if got, err := healthy.client("user0").TxStatus(ctx, last); err != nil || got != client.StatusCommitted {
-		t.Fatalf("%s on the healthy nodes: %s, %v", last, got, err)
+// TestClusterBackupStorageFault: a backup whose storage stops taking
+// writes (its disk fills, its file system is remounted read-only, or its
+// ledger directory loses write permission) stops clearly — NodeFailed on
+// /node/ready, still reachable, the cause in its log — while the other two
+// keep committing; once the fault is gone it restarts on the same files,
+// catches up, and its ledger audits clean.
+func TestClusterBackupStorageFault(t *testing.T) {
+	for _, fault := range []struct {
+		name   string
+		inject func(*vfs.Mem)
+		logs   string
+	}{
+		{"disk full", func(m *vfs.Mem) { m.FailWritesAfter(0, syscall.ENOSPC) }, "no space left on device"},
+		{"remounted read-only", func(m *vfs.Mem) {
+			m.FailWritesAfter(0, syscall.EROFS)
+			m.FailNameChanges(syscall.EROFS)
+		}, "read-only file system"},
+		// Files already open stay writable: the node fails when it
+		// next needs a new file (a ledger chunk, every 4 KiB here).
+		{"ledger directory not writable", func(m *vfs.Mem) { m.FailNameChanges(syscall.EACCES) }, "permission denied"},
+	} {
+		t.Run(fault.name, func(t *testing.T) {
+			c := newCluster(t, 2, "")
+			// The third node keeps its files in memory, where the test
+			// can break its storage.
+			mem := memWithIdentities(t, c.root)
+			svc, err := os.ReadFile(filepath.Join(c.root, "service_cert.pem"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := vfs.WriteFileAtomic(mem, filepath.Join(c.root, "service_cert.pem"), svc, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.tryAdd(t, 2, "", mem); err != nil {
+				t.Fatal(err)
+			}
+			c.waitMembers(3)
+			ctx := context.Background()
+			p := c.primary()
+			if p == 2 {
+				t.Fatal("the node that just joined is primary; the test wants it a backup")
+			}
+			b := 2
+			fault.inject(mem)
+			var last ids.TxID
+			for i := range 40 {
+				id, err := c.nodes[p].client("user0").LogWrite(ctx, client.Public, uint64(i), "x", client.WriteOptions{WaitCommit: true})
+				if err != nil {
+					t.Fatalf("write %d with one backup's storage broken: %v", i, err)
+				}
+				last = id
+			}
+			c.eventually("the backup to fail", func() bool { return c.nodes[b].node.Err() != nil })
+			status, body := rawRequest(t, c.nodes[b], "", "GET", "/node/ready", "")
+			if status != 503 || !strings.Contains(body, "NodeFailed") {
+				t.Fatalf("/node/ready of the failed backup: %d %s", status, body)
+			}
+			if !strings.Contains(c.logs[b].String(), fault.logs) {
+				t.Fatalf("the failed backup did not log why (%q):\n%s", fault.logs, c.logs[b].String())
+			}
+			healthy := c.nodes[3-p-b]
+			c.eventually("the healthy backup to commit", func() bool { return healthy.node.CommittedSeqno() >= last.Seqno })
+			if got, err := healthy.client("user0").TxStatus(ctx, last); err != nil || got != client.StatusCommitted {
+				t.Fatalf("%s on the healthy nodes: %s, %v", last, got, err)
+			}
+
+			// The operator mends the storage and restarts the node on the
+			// files it left.
+			c.nodes[b].stop()
+			mem.ClearFaults()
+			if err := c.tryAdd(t, b, "", mem); err != nil {
+				t.Fatalf("restart after the fault: %v", err)
+			}
+			c.waitCommitted(last.Seqno)
+			if got, err := c.nodes[b].client("user0").TxStatus(ctx, last); err != nil || got != client.StatusCommitted {
+				t.Fatalf("%s on the restarted backup: %s, %v", last, got, err)
+			}
+			ledgerDir := c.nodes[b].cfg.Storage.LedgerDir
+			c.nodes[b].stop()
+			if _, err := audit.Verify(mem, ledgerDir, nil); err != nil {
+				t.Fatalf("audit of the backup's ledger after the fault: %v", err)
+			}
+		})
 	}
 }
 

@@ -8,7 +8,8 @@
 //     which is what makes a create, rename or remove durable on Linux.
 //   - [Mem] is an in-memory file system that records what has been made
 //     durable. [Mem.Crash] returns the image a power cut could leave behind,
-//     and [Mem.FailWritesAfter] / [Mem.FailSyncsAfter] inject I/O errors.
+//     and [Mem.FailWritesAfter] / [Mem.FailSyncsAfter] / [Mem.FailNameChanges]
+//     inject I/O errors.
 //
 // # Durability model (what Mem simulates and OS code must assume)
 //

@@ -17,7 +17,7 @@ import (
 
 // Mem is an in-memory FS that tracks durability so that tests can simulate
 // crashes ([Mem.Crash]) and inject I/O errors ([Mem.FailWritesAfter],
-// [Mem.FailSyncsAfter]). Renaming directories is not supported (EINVAL);
+// [Mem.FailSyncsAfter], [Mem.FailNameChanges]). Renaming directories is not supported (EINVAL);
 // permissions are recorded but not enforced.
 type Mem struct {
 	mu   sync.Mutex
@@ -27,7 +27,8 @@ type Mem struct {
 	writeErr    error
 	writeBudget int64 // bytes that may still be written before writeErr
 	syncErr     error
-	syncBudget  int // syncs (File.Sync or SyncDir) that still succeed
+	syncBudget  int   // syncs (File.Sync or SyncDir) that still succeed
+	nameErr     error // for every create, rename, remove and mkdir
 }
 
 // memDir is a directory: its current entries, the entries as of its last
@@ -123,11 +124,22 @@ func (m *Mem) FailSyncsAfter(n int, err error) {
 	m.syncErr, m.syncBudget = err, n
 }
 
+// FailNameChanges arms a directory fault: every change to a directory
+// (creating a file, rename, remove, making a directory) fails with err until
+// ClearFaults, while files already open stay writable. That is a directory
+// whose write permission was taken away (err syscall.EACCES); together with
+// FailWritesAfter(0, syscall.EROFS), a file system remounted read-only.
+func (m *Mem) FailNameChanges(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.nameErr = err
+}
+
 // ClearFaults disarms all injected faults.
 func (m *Mem) ClearFaults() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.writeErr, m.syncErr = nil, nil
+	m.writeErr, m.syncErr, m.nameErr = nil, nil, nil
 }
 
 // syncFault consumes one sync from the budget and returns the injected error
@@ -294,6 +306,9 @@ func (m *Mem) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
 		if flag&os.O_CREATE == 0 {
 			return nil, pathErr("open", name, syscall.ENOENT)
 		}
+		if m.nameErr != nil {
+			return nil, pathErr("open", name, m.nameErr)
+		}
 		h.f = &memFile{perm: perm.Perm()}
 		d.set(nsOp{name: base, node: h.f})
 	case *memDir:
@@ -368,6 +383,9 @@ func (m *Mem) Rename(oldname, newname string) error {
 	if op == np {
 		return nil
 	}
+	if m.nameErr != nil {
+		return linkErr(m.nameErr)
+	}
 	if od == nd {
 		od.set(nsOp{name: nbase, node: f, from: obase})
 		return nil
@@ -393,6 +411,9 @@ func (m *Mem) Remove(name string) error {
 			return pathErr("remove", name, syscall.ENOTEMPTY)
 		}
 	}
+	if m.nameErr != nil {
+		return pathErr("remove", name, m.nameErr)
+	}
 	d.set(nsOp{name: base})
 	return nil
 }
@@ -405,6 +426,9 @@ func (m *Mem) MkdirAll(dir string, _ fs.FileMode) error {
 	for _, part := range splitPath(clean(dir)) {
 		switch node := d.entries[part].(type) {
 		case nil:
+			if m.nameErr != nil {
+				return pathErr("mkdir", dir, m.nameErr)
+			}
 			nd := newMemDir()
 			d.set(nsOp{name: part, node: nd})
 			d = nd

@@ -288,6 +288,41 @@ func TestFailWritesAfter(t *testing.T) {
 	}
 }
 
+func TestFailNameChanges(t *testing.T) {
+	m := NewMem()
+	if err := m.MkdirAll("/d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	open, err := m.Create("/d/open")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, open, "abc")
+	m.FailNameChanges(syscall.EACCES)
+	refused := map[string]error{}
+	_, refused["create"] = m.Create("/d/new")
+	refused["rename"] = m.Rename("/d/open", "/d/moved")
+	refused["remove"] = m.Remove("/d/open")
+	refused["mkdir"] = m.MkdirAll("/d/sub", 0o755)
+	for op, err := range refused {
+		if !errors.Is(err, syscall.EACCES) {
+			t.Errorf("%s with name changes failing = %v; want EACCES", op, err)
+		}
+	}
+	// What is already open stays writable, and existing names open.
+	mustWrite(t, open, "def")
+	if _, err := m.OpenFile("/d/open", os.O_RDWR, 0); err != nil {
+		t.Fatalf("opening an existing file: %v", err)
+	}
+	if got := snapshot(t, m, "/d"); len(got) != 1 || got["/d/open"] != "abcdef" {
+		t.Fatalf("directory after refused changes = %v; want only /d/open", got)
+	}
+	m.ClearFaults()
+	if _, err := m.Create("/d/new"); err != nil {
+		t.Fatalf("Create after ClearFaults: %v", err)
+	}
+}
+
 func TestFailSyncsAfter(t *testing.T) {
 	m := NewMem()
 	if err := m.SyncDir("/"); err != nil {
